@@ -1,0 +1,64 @@
+"""What every command shares: the settings from the global options, the console, error rendering."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from annotator.config import Settings, load_settings
+from annotator.errors import AnnotatorError, WorkspaceError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def settings_from(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj or {}
+    if "settings" not in obj:
+        obj["settings"] = load_settings(workspace=obj.get("workspace"), config_file=obj.get("config"))
+        ctx.find_root().obj = obj
+    return obj["settings"]
+
+
+def require_workspace(settings: Settings) -> str:
+    """The DB URL of an initialised workspace, migrating it to the newest schema; else a clear error."""
+    from db.engine import migrate
+
+    if settings.db_url is None and not (settings.workspace_path / "annotator.db").exists():
+        raise WorkspaceError(
+            f"no workspace at {settings.workspace_path}; run `annotator init` (or pass --workspace DIR)"
+        )
+    migrate(settings.database_url)
+    return settings.database_url
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Render AnnotatorError as one red line and exit 1; anything else is a bug and keeps its traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except AnnotatorError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from exc
+
+    return wrapper
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def workspace_option() -> Path | None:  # pragma: no cover - documentation helper
+    return None

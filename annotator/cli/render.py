@@ -1,0 +1,50 @@
+"""Rich renderings of service results (the services return plain data)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from annotator.cli.common import console
+
+
+def _table(title: str, mapping: dict, key: str = "name", value: str = "count") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(key)
+    table.add_column(value, justify="right")
+    for k, v in sorted(mapping.items(), key=lambda kv: (-kv[1], kv[0]) if isinstance(kv[1], int) else (0, kv[0])):
+        table.add_row(str(k), str(v))
+    return table
+
+
+def render_status(report: dict) -> None:
+    console.print(f"[bold]{report['images']}[/] images; masks: "
+                  + ", ".join(f"{k} {v}" for k, v in report["masks"].items())
+                  + f"; working network: {report['working_model'] or 'none'}")
+    console.print(_table("by class", report["by_class"], "class"))
+    console.print(_table("by dataset", report["by_dataset"], "dataset"))
+    origins = {f"{kind}/{origin}": n for kind, d in report["masks_by_origin"].items() for origin, n in d.items()}
+    console.print(_table("mask versions by kind/origin", origins, "kind/origin"))
+    console.print(_table("by protocol state", report["by_state"], "state"))
+
+
+def render_import_summary(summary) -> None:
+    table = Table(title=f"import ({summary.layout})", title_justify="left")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("items seen", str(summary.seen))
+    table.add_row("images added", str(summary.images_added))
+    table.add_row("images already in the store", str(summary.images_known))
+    for kind in ("lung", "infection"):
+        table.add_row(f"{kind} masks added", str(summary.masks_added.get(kind, 0)))
+    table.add_row("duplicate content (noted, not re-imported)", str(len(summary.duplicates)))
+    table.add_row("warnings", str(len(summary.warnings)))
+    table.add_row("failures", str(len(summary.failures)), style="red" if summary.failures else None)
+    console.print(table)
+    if summary.by_class:
+        console.print(_table("added by class", dict(summary.by_class), "class"))
+    for name, first in summary.duplicates:
+        console.print(f"[yellow]duplicate:[/] {name} has the same content as {first}", highlight=False)
+    for message in summary.warnings:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    for name, reason in summary.failures:
+        console.print(f"[red]failed:[/] {name}: {reason}", highlight=False, soft_wrap=True)

@@ -1,0 +1,133 @@
+"""Deployment settings: one typed object, read from ANNOTATOR_* variables and an optional TOML file.
+
+Precedence: explicit arguments > environment > the file (``ANNOTATOR_CONFIG`` or
+``<workspace>/annotator.toml``) > defaults. Model and training choices are not here: they are frozen
+dataclasses in the modules that use them (``ModelSpec``, ``TrainConfig``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from annotator.errors import ConfigError
+
+ENV_PREFIX = "ANNOTATOR_"
+CONFIG_FILE_NAME = "annotator.toml"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_sample_data() -> Path | None:
+    """The sample set: $ANNOTATOR_SAMPLE_DATA, else ``shared/data/cxr`` beside the checkout or the cwd."""
+    env = os.environ.get(ENV_PREFIX + "SAMPLE_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    for base in (REPO_ROOT, Path.cwd()):
+        for parent in (base, *base.parents):
+            candidate = parent / "shared" / "data" / "cxr"
+            if (candidate / "manifest.csv").is_file():
+                return candidate
+    return None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    workspace: Path = Field(default=Path("workspace"), description="holds the DB, image store, models, exports")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the workspace")
+    sample_data: Path | None = Field(default=None, description="the bundled sample set (tests, demo)")
+
+    labelstudio_host: str = "127.0.0.1"
+    labelstudio_port: int = 8080
+    labelstudio_url: str | None = Field(default=None, description="an external Label Studio; default: ours")
+    labelstudio_username: str = "admin@cxr-annotator.local"
+    labelstudio_password: str = "annotator-admin"
+    labelstudio_token: str = "cxr-annotator-dev-token-0001"
+    backend_host: str = "127.0.0.1"
+    backend_port: int = 9090
+    backend_token: str = "cxr-annotator-backend-token"
+
+    device: str = "cpu"
+    predict_backend: Literal["eager", "bf16", "onnx"] = "bf16"
+    torch_threads: int = 0  # 0: torch's default
+
+    round_size: int = 500
+    target_masks: int = 3000
+    accept_dsc: float = 0.95  # the simulator's RA accepts a prediction at or above this DSC
+
+    # -- derived paths ------------------------------------------------------------------------
+    @property
+    def workspace_path(self) -> Path:
+        return self.workspace.expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.workspace_path / 'annotator.db'}"
+
+    @property
+    def store_path(self) -> Path:
+        return self.workspace_path / "store"
+
+    @property
+    def image_store(self) -> Path:
+        return self.store_path / "images"
+
+    @property
+    def mask_store(self) -> Path:
+        return self.store_path / "masks"
+
+    @property
+    def models_path(self) -> Path:
+        return self.workspace_path / "models"
+
+    @property
+    def exports_path(self) -> Path:
+        return self.workspace_path / "exports"
+
+    @property
+    def reports_path(self) -> Path:
+        return self.workspace_path / "reports"
+
+    @property
+    def labelstudio_data(self) -> Path:
+        return self.workspace_path / "labelstudio"
+
+    @property
+    def labelstudio_base_url(self) -> str:
+        return self.labelstudio_url or f"http://{self.labelstudio_host}:{self.labelstudio_port}"
+
+    @property
+    def sample_data_path(self) -> Path | None:
+        return self.sample_data.expanduser().resolve() if self.sample_data else find_sample_data()
+
+
+def _read_file(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+    return data.get("annotator", data)
+
+
+def load_settings(workspace: Path | None = None, config_file: Path | None = None, **overrides) -> Settings:
+    """Build the settings object at an entry point (CLI command, backend start, test)."""
+    file_path = config_file or (Path(os.environ[ENV_PREFIX + "CONFIG"]) if os.environ.get(ENV_PREFIX + "CONFIG") else None)
+    ws_guess = workspace or Path(os.environ.get(ENV_PREFIX + "WORKSPACE", "workspace"))
+    if file_path is None and (ws_guess / CONFIG_FILE_NAME).is_file():
+        file_path = ws_guess / CONFIG_FILE_NAME
+    file_values = _read_file(file_path) if file_path else {}
+    env_keys = {k[len(ENV_PREFIX):].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
+    values = {k: v for k, v in file_values.items() if k not in env_keys}
+    if workspace is not None:
+        values["workspace"] = workspace
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except Exception as exc:  # pydantic's ValidationError: re-raise as ours, with the field names
+        raise ConfigError(f"invalid settings: {exc}") from exc

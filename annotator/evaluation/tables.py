@@ -1,0 +1,74 @@
+"""Result tables as CSV and Markdown. Every figure carries its n; a class with fewer than
+``MIN_TEST_IMAGES`` test images reads "too few to measure" instead of a percentage."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIN_TEST_IMAGES = 5
+TOO_FEW = "too few to measure"
+CLASS_METRICS = ("accuracy", "precision", "sensitivity", "f1", "specificity")
+SEG_METRICS = ("accuracy", "iou", "dsc")
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list] = field(default_factory=list)
+    note: str = ""
+
+    def add(self, *values) -> None:
+        if len(values) != len(self.columns):
+            raise ValueError(f"row has {len(values)} values for {len(self.columns)} columns of {self.title!r}")
+        self.rows.append(list(values))
+
+
+def percent(value: float, ci: float | None = None, n: int | None = None, min_n: int = MIN_TEST_IMAGES) -> str:
+    """'93.10 ± 2.01' (percent), or TOO_FEW when n < min_n, or 'n/a' for NaN."""
+    if n is not None and n < min_n:
+        return TOO_FEW
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = f"{100 * value:.2f}"
+    if ci is not None and not math.isnan(ci):
+        text += f" ± {100 * ci:.2f}"
+    return text
+
+
+def classification_rows(table: Table, report: dict, class_names: Sequence[str], prefix: Sequence = ()) -> None:
+    """Add per-class rows and the weighted overall row of a metrics.classification_report to ``table``."""
+    for name in class_names:
+        row = report["classes"][name]
+        table.add(*prefix, name, row["n"], *(percent(row[m], row[f"{m}_ci"], row["n"]) for m in CLASS_METRICS))
+    ov = report["overall"]
+    table.add(*prefix, "overall (weighted)", ov["n"], *(percent(ov[m], ov[f"{m}_ci"], ov["n"]) for m in CLASS_METRICS))
+
+
+def classification_columns(prefix: Sequence[str] = ()) -> list[str]:
+    return [*prefix, "class", "n", *(f"{m} %" for m in CLASS_METRICS)]
+
+
+def to_markdown(table: Table) -> str:
+    lines = [f"### {table.title}", "", "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    for row in table.rows:
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    if table.note:
+        lines += ["", table.note]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: Table, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` and ``<stem>.md``; returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(table.columns)
+        writer.writerows(table.rows)
+    md_path.write_text(to_markdown(table))
+    return csv_path, md_path

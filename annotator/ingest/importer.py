@@ -1,0 +1,199 @@
+"""The importer: check every file, copy images into the store by content hash, record them with their
+seed masks. One bad item never stops the rest and never leaves half a record: each item runs in its own
+savepoint, files are written atomically and content-addressed, so a re-run after a crash is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from annotator.config import Settings
+from annotator.errors import AnnotatorError
+from annotator.imaging.io import encode_mask_png, file_sha256, load_image, read_mask, write_png
+from annotator.imaging.quality import measure_quality
+from annotator.ingest.layouts import ImportItem, ItemProblem, get_layout
+from db.models import Image, ImageSource, Mask
+
+log = logging.getLogger(__name__)
+
+BROWSER_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+@dataclass
+class ImportSummary:
+    layout: str
+    seen: int = 0
+    images_added: int = 0
+    images_known: int = 0
+    masks_added: Counter = field(default_factory=Counter)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (name, name it duplicates)
+    warnings: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    by_class: Counter = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {
+            "layout": self.layout, "seen": self.seen, "images_added": self.images_added,
+            "images_known": self.images_known, "masks_added": dict(self.masks_added),
+            "duplicates": [list(d) for d in self.duplicates], "warnings": self.warnings,
+            "failures": [list(f) for f in self.failures], "by_class": dict(self.by_class),
+        }
+
+
+def _store_bytes(src: Path, dest: Path) -> None:
+    """Copy atomically; an existing file of the same content address is kept."""
+    if dest.exists():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+
+
+def _store_mask(settings: Settings, kind: str, image_sha: str, mask: np.ndarray) -> tuple[str, str]:
+    """Write a mask content-addressed; returns (path relative to the workspace, file sha256)."""
+    import hashlib
+
+    data = encode_mask_png(mask)
+    digest = hashlib.sha256(data).hexdigest()
+    rel = Path("store") / "masks" / kind / image_sha[:2] / f"{image_sha}-{digest[:12]}.png"
+    dest = settings.workspace_path / rel
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    return str(rel), digest
+
+
+def _read_item_mask(item: ImportItem, kind: str, shape: tuple[int, int], notes: list[str]) -> np.ndarray | None:
+    paths = {"lung": [item.lung_mask_path, *item.lung_mask_parts], "infection": [item.infection_mask_path]}[kind]
+    paths = [p for p in paths if p is not None]
+    if not paths:
+        return None
+    union = np.zeros(shape, np.uint8)
+    for path in paths:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            union |= read_mask(path, shape)
+        notes.extend(str(w.message) for w in caught)
+    return union
+
+
+def add_mask(session: Session, settings: Settings, image: Image, kind: str, mask: np.ndarray, origin: str,
+             author: str | None = None, model_version: str | None = None, decision_id: int | None = None,
+             skip_if_same: bool = True) -> Mask | None:
+    """Record a new version of an image's mask; with skip_if_same an identical file adds nothing."""
+    rel, digest = _store_mask(settings, kind, image.sha256, mask)
+    if skip_if_same:
+        same = session.scalar(
+            select(Mask.id).where(Mask.image_id == image.id, Mask.kind == kind, Mask.file_hash == digest).limit(1)
+        )
+        if same is not None:
+            return None
+    version = (session.scalar(
+        select(func.max(Mask.version)).where(Mask.image_id == image.id, Mask.kind == kind)) or 0) + 1
+    row = Mask(image_id=image.id, kind=kind, version=version, origin=origin, author=author,
+               model_version=model_version, store_path=rel, file_hash=digest, decision_id=decision_id)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _import_one(session: Session, settings: Settings, item: ImportItem, layout: str, summary: ImportSummary) -> None:
+    loaded = load_image(item.image_path)  # raises ImageReadError naming the file
+    shape = loaded.pixels.shape
+    notes: list[str] = []
+    masks = {kind: _read_item_mask(item, kind, shape, notes) for kind in ("lung", "infection")}  # may raise
+    sha = file_sha256(item.image_path)
+
+    image = session.scalar(select(Image).where(Image.sha256 == sha))
+    if image is None:
+        suffix = item.image_path.suffix.lower()
+        original_rel = Path("store") / "images" / sha[:2] / f"{sha}{suffix or '.dcm'}"
+        _store_bytes(item.image_path, settings.workspace_path / original_rel)
+        working_rel = original_rel
+        attributes = dict(item.attributes)
+        if suffix not in BROWSER_SUFFIXES or loaded.bit_depth != 8:
+            # DICOM, TIFF, BMP and 16-bit files keep their original; people and networks see an 8-bit PNG
+            working_rel = original_rel.with_name(f"{sha}.view.png")
+            if not (settings.workspace_path / working_rel).exists():
+                write_png(settings.workspace_path / working_rel, loaded.pixels)
+            attributes["original_store_path"] = str(original_rel)
+        quality = measure_quality(loaded.pixels)
+        image = Image(
+            sha256=sha, store_path=str(working_rel), file_name=item.name, cls=item.cls, dataset=item.dataset,
+            patient_id=item.patient_id or loaded.patient_id, width=shape[1], height=shape[0],
+            bit_depth=loaded.bit_depth, view=item.view or loaded.view, resolution_bin=quality.resolution_bin,
+            contrast=quality.contrast, snr=quality.snr_db, state="pool", attributes=attributes,
+        )
+        session.add(image)
+        session.flush()
+        summary.images_added += 1
+        summary.by_class[item.cls or "unlabelled"] += 1
+        image.sources.append(ImageSource(original_path=str(item.image_path.resolve()), layout=layout))
+    else:
+        summary.images_known += 1
+        if not _same_source(image, item):  # the same content under another name: noted, not imported again
+            summary.duplicates.append((item.name, image.file_name))
+            image.sources.append(ImageSource(original_path=str(item.image_path.resolve()), layout=layout))
+    for kind, mask in masks.items():
+        if mask is not None and add_mask(session, settings, image, kind, mask, origin="seed",
+                                         author=f"import:{layout}"):
+            summary.masks_added[kind] += 1
+    summary.warnings.extend(f"{item.name}: {n}" for n in notes)
+
+
+def _same_source(image: Image, item: ImportItem) -> bool:
+    return any(s.original_path == str(item.image_path.resolve()) for s in image.sources)
+
+
+def import_items(session: Session, settings: Settings, items: Iterable[ImportItem | ItemProblem], layout: str,
+                 on_item: Callable[[str], None] | None = None, checkpoint: Callable[[], None] | None = None,
+                 checkpoint_every: int = 200) -> ImportSummary:
+    """Import items one savepoint each; ``checkpoint`` (the boundary's commit) runs every N items."""
+    summary = ImportSummary(layout=layout)
+    for entry in items:
+        summary.seen += 1
+        if isinstance(entry, ItemProblem):
+            summary.failures.append((entry.name, entry.reason))
+        else:
+            try:
+                with session.begin_nested():
+                    _import_one(session, settings, entry, layout, summary)
+            except AnnotatorError as exc:
+                summary.failures.append((entry.name, str(exc)))
+                log.warning("import of %s failed: %s", entry.name, exc)
+        if on_item:
+            on_item(entry.name)
+        if checkpoint and summary.seen % checkpoint_every == 0:
+            checkpoint()
+    return summary
+
+
+def list_items(path: Path, layout: str, cls: str | None = None) -> list[ImportItem | ItemProblem]:
+    """The items a layout finds under ``path`` (resolving the layout first, so a bad name fails at once)."""
+    reader = get_layout(layout)
+    root = Path(path)
+    if not root.is_dir():
+        raise AnnotatorError(f"{root}: not a folder")
+    return list(reader(root, cls=cls))
+
+
+def import_collection(session: Session, settings: Settings, path: Path, layout: str, cls: str | None = None,
+                      **kwargs) -> ImportSummary:
+    return import_items(session, settings, list_items(path, layout, cls), layout, **kwargs)

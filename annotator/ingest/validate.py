@@ -1,0 +1,53 @@
+"""Re-check the store against the DB: files exist, decode, match their hashes and their image's size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotator.config import Settings
+from annotator.errors import AnnotatorError
+from annotator.imaging.io import file_sha256, read_image, read_mask
+from db.models import Image, Mask
+
+
+@dataclass
+class ValidationReport:
+    images: int = 0
+    masks: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def validate_store(session: Session, settings: Settings, on_item: Callable[[], None] | None = None) -> ValidationReport:
+    report = ValidationReport()
+    root = settings.workspace_path
+    for image in session.scalars(select(Image).order_by(Image.id)):
+        report.images += 1
+        where = f"image {image.id} ({image.file_name})"
+        original = root / image.attributes.get("original_store_path", image.store_path)
+        try:
+            if file_sha256(original) != image.sha256:
+                report.problems.append((where, f"{original} does not match its content hash"))
+            pixels = read_image(root / image.store_path)
+            if pixels.shape != (image.height, image.width):
+                report.problems.append((where, f"stored size {image.width}x{image.height}, file {pixels.shape[::-1]}"))
+        except (OSError, AnnotatorError) as exc:
+            report.problems.append((where, str(exc)))
+        if on_item:
+            on_item()
+    for mask in session.scalars(select(Mask).order_by(Mask.id)):
+        report.masks += 1
+        where = f"mask {mask.id} ({mask.kind} v{mask.version} of image {mask.image_id})"
+        path = root / mask.store_path
+        try:
+            if file_sha256(path) != mask.file_hash:
+                report.problems.append((where, f"{path} does not match its hash"))
+            read_mask(path, (mask.image.height, mask.image.width))
+        except (OSError, AnnotatorError) as exc:
+            report.problems.append((where, str(exc)))
+        if on_item:
+            on_item()
+    return report

@@ -1,0 +1,291 @@
+"""Classification networks (torchvision / timm, weights none or a local file): registry, training,
+prediction and self-describing checkpoints. A heavy leaf: imports torch.
+
+Architectures are registered once in ``ARCHITECTURES``; a wrong name raises an error listing the valid
+ones. Inputs are ``size x size x 3`` float arrays from ``preprocessing.prepare``; the network normalises
+them with the ImageNet mean and standard deviation (so a local ImageNet weights file fits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from annotator.errors import ModelError, TrainingError, UnknownNameError
+from annotator.recognition.augmentation import IDENTITY, augment, balance_plan
+from annotator.recognition.preprocessing import check_input_mode, check_scheme, prepare
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    library: str  # torchvision | timm
+    builder_name: str
+    target_layer: str  # Score-CAM's layer: the last convolutional block
+    min_input_px: int = 32
+    paper_input_px: int = 224
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("resnet18", "torchvision", "resnet18", "layer4"),
+        Architecture("resnet50", "torchvision", "resnet50", "layer4"),
+        Architecture("densenet121", "torchvision", "densenet121", "features"),
+        Architecture("densenet161", "torchvision", "densenet161", "features"),
+        Architecture("densenet201", "torchvision", "densenet201", "features"),
+        Architecture("inception_v3", "torchvision", "inception_v3", "Mixed_7c", min_input_px=75, paper_input_px=299),
+        Architecture("inception_v4", "timm", "inception_v4", "features", min_input_px=75, paper_input_px=299),
+        Architecture("squeezenet", "torchvision", "squeezenet1_1", "features"),
+    )
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UnknownNameError("classifier architecture", name, ARCHITECTURES) from None
+
+
+class Normalised(nn.Module):
+    """ImageNet normalisation in front of a network, so callers pass 0..1 NCHW tensors."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def load_local_weights(net: nn.Module, weights_path: Path) -> list[str]:
+    """Load a local state dict into ``net``, skipping keys whose shape differs (the classifier head).
+    Returns the skipped keys; a file that matches nothing is a ModelError."""
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"cannot read weights file {weights_path}: {exc}") from exc
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = net.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ModelError(f"{weights_path}: no tensor matches the network's layers (wrong architecture?)")
+    net.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))
+
+
+def build_network(arch: str, num_classes: int, weights_path: Path | None = None) -> nn.Module:
+    """A fresh network with ``num_classes`` outputs, ImageNet normalisation in front."""
+    spec = get_architecture(arch)
+    if spec.library == "timm":
+        import timm
+
+        net = timm.create_model(spec.builder_name, pretrained=False, num_classes=num_classes)
+    else:
+        import torchvision
+
+        kwargs: dict = {"weights": None, "num_classes": num_classes}
+        if spec.name == "inception_v3":
+            kwargs.update(aux_logits=False, init_weights=False)
+        net = torchvision.models.get_model(spec.builder_name, **kwargs)
+    if weights_path is not None:
+        skipped = load_local_weights(net, Path(weights_path))
+        log.info("loaded %s; %d tensors left at their initial values", weights_path, len(skipped))
+    return Normalised(net)
+
+
+def target_layer(model: nn.Module, arch: str) -> nn.Module:
+    """Score-CAM's layer of a built network."""
+    net = model.net if isinstance(model, Normalised) else model
+    return net.get_submodule(get_architecture(arch).target_layer)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """How one classifier is trained (the thesis' settings in ``paper``; ``quick`` for 2 CPU cores)."""
+
+    arch: str = "resnet18"
+    input_size_px: int = 224
+    preprocessing: str = "original"  # original | clahe | complement | stack
+    input_mode: str = "plain"  # plain | segmented (lungs only)
+    epochs: int = 15
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    balance: bool = True  # class balancing by augmentation
+    balance_cap: int | None = None  # top minority classes up to at most this many images
+    seed: int = 0
+    weights_path: str | None = None  # a local weights file (state dict); None: from scratch
+
+    def __post_init__(self):
+        spec = get_architecture(self.arch)
+        check_scheme(self.preprocessing)
+        check_input_mode(self.input_mode)
+        if self.input_size_px < spec.min_input_px:
+            raise TrainingError(f"{self.arch} needs inputs of at least {spec.min_input_px} px, got {self.input_size_px}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise TrainingError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
+
+    @property
+    def key(self) -> str:
+        """A short name that identifies the configuration (folder names, table rows)."""
+        return f"{self.arch}-{self.input_mode}-{self.preprocessing}-{self.input_size_px}px"
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:10]
+
+
+CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
+    "tiny": ClassifierConfig(arch="squeezenet", input_size_px=64, epochs=1, batch_size=16, learning_rate=1e-3, balance_cap=40),
+    "quick": ClassifierConfig(arch="resnet18", input_size_px=96, epochs=3, batch_size=32, learning_rate=1e-3),
+    "paper": ClassifierConfig(arch="resnet18", input_size_px=224, epochs=15, batch_size=16, learning_rate=1e-4),
+}
+
+
+@dataclass
+class ClassifierResult:
+    checkpoint_path: Path
+    model_version: str
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def _to_tensor(batch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+
+
+def train_classifier(
+    config: ClassifierConfig,
+    arrays: Sequence[np.ndarray],
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    out_path: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClassifierResult:
+    """Train on prepared arrays (``preprocessing.prepare`` output) and save a checkpoint at ``out_path``.
+
+    ``progress(done_steps, total_steps)`` is called after every batch (the CLI draws the bar).
+    """
+    if len(arrays) != len(labels):
+        raise TrainingError(f"{len(arrays)} images but {len(labels)} labels")
+    present = sorted(set(int(v) for v in labels))
+    if len(present) < 2:
+        raise TrainingError(f"training needs at least 2 classes, got {[class_names[i] for i in present]}")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model = build_network(config.arch, len(class_names), Path(config.weights_path) if config.weights_path else None)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    plan = balance_plan(labels, seed=config.seed, cap=config.balance_cap) if config.balance else [(i, IDENTITY) for i in range(len(labels))]
+    steps_per_epoch = (len(plan) + config.batch_size - 1) // config.batch_size
+    total = steps_per_epoch * config.epochs
+    history: list[dict] = []
+    start = time.perf_counter()
+    step = 0
+    model.train()
+    for epoch in range(config.epochs):
+        order = rng.permutation(len(plan))
+        loss_sum, correct, seen = 0.0, 0, 0
+        for b in range(steps_per_epoch):
+            chunk = [plan[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
+            if len(chunk) < 2:  # BatchNorm needs 2 samples
+                continue
+            x = _to_tensor(np.stack([augment(arrays[i], aug) for i, aug in chunk]))
+            y = torch.tensor([int(labels[i]) for i, _ in chunk])
+            optimiser.zero_grad()
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            optimiser.step()
+            loss_sum += float(loss) * len(chunk)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(chunk)
+            step += 1
+            if progress:
+                progress(step, total)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1), "images": seen})
+        log.info("%s epoch %d: %s", config.key, epoch + 1, history[-1])
+    seconds = time.perf_counter() - start
+    version = save_checkpoint(model, config, class_names, out_path, history)
+    return ClassifierResult(out_path, version, history, seconds)
+
+
+def save_checkpoint(model: nn.Module, config: ClassifierConfig, class_names: Sequence[str], path: Path, history: list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    digest = hashlib.sha256()
+    for k in sorted(state):
+        digest.update(k.encode())
+        digest.update(state[k].detach().cpu().numpy().tobytes())
+    version = f"cls-{config.arch}-{digest.hexdigest()[:12]}"
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": asdict(config), "class_names": list(class_names), "state_dict": state, "model_version": version, "history": history}, tmp)
+    tmp.replace(path)
+    return version
+
+
+@torch.inference_mode()
+def predict_arrays(model: nn.Module, arrays: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities, N x classes."""
+    model.eval()
+    out = []
+    for b in range(0, len(arrays), batch_size):
+        x = _to_tensor(np.stack(arrays[b : b + batch_size]))
+        out.append(torch.softmax(model(x), dim=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+class Classifier:
+    """A trained classifier loaded once: prepares raw CXRs itself (scheme, size, lung mask)."""
+
+    def __init__(self, model: nn.Module, config: ClassifierConfig, class_names: list[str], model_version: str):
+        self.model = model.eval()
+        self.config = config
+        self.class_names = class_names
+        self.model_version = model_version
+
+    @classmethod
+    def from_checkpoint(cls, path: Path | str) -> Classifier:
+        path = Path(path)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            config = replace(ClassifierConfig(**{**ckpt["config"], "weights_path": None}))
+            model = build_network(config.arch, len(ckpt["class_names"]))
+            model.load_state_dict(ckpt["state_dict"])
+        except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: not a classifier checkpoint of this tool ({exc})") from exc
+        return cls(model, config, list(ckpt["class_names"]), ckpt["model_version"])
+
+    def prepare(self, image: np.ndarray, lung_mask: np.ndarray | None = None) -> np.ndarray:
+        if self.config.input_mode == "segmented":
+            if lung_mask is None:
+                raise ModelError(f"{self.model_version} takes lung-segmented input: pass the lung mask")
+            return prepare(image, self.config.preprocessing, self.config.input_size_px, lung_mask)
+        return prepare(image, self.config.preprocessing, self.config.input_size_px)
+
+    def predict_proba(self, images: Sequence[np.ndarray], lung_masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        masks = lung_masks if lung_masks is not None else [None] * len(images)
+        return predict_arrays(self.model, [self.prepare(i, m) for i, m in zip(images, masks, strict=True)])
+
+    def target_layer(self) -> nn.Module:
+        return target_layer(self.model, self.config.arch)

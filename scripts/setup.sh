@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up: Debian packages, the virtual environment with the pinned packages, the
+# package itself. Re-running is fast: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+bash scripts/install_system.sh
+
+PY=${PYTHON:-}
+if [[ -z "$PY" ]]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY=$candidate; break
+    fi
+  done
+fi
+[[ -n "$PY" ]] || { echo "error: Python 3.11 is needed (torch 2.14.1 wheels for it lie on this machine)"; exit 1; }
+
+stamp=.venv/.installed-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+if [[ ! -f $stamp ]]; then
+  [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+  echo "installing pinned Python packages into .venv (a few minutes the first time)"
+  .venv/bin/pip install -q -r requirements.lock 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import torch, torchvision, segmentation_models_pytorch, label_studio, annotator" \
+    || { echo "error: the environment does not import; see the pip output above"; exit 1; }
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
