@@ -30,6 +30,15 @@ def create_db_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _sqlite_begin_before_savepoint(conn, _name):
+            # pysqlite (Python < 3.12) opens a transaction only before DML, so a SAVEPOINT issued first
+            # would itself start the transaction and its RELEASE would commit everything: an outer
+            # rollback could no longer undo it. Open the real transaction first.
+            dbapi_conn = conn.connection.dbapi_connection
+            if not dbapi_conn.in_transaction:
+                dbapi_conn.execute("BEGIN")
+
     return engine
 
 

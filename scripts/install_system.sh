@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
-# Debian packages the tool and its tests need: PostgreSQL (DB tests), Chromium (browser tests).
-# Idempotent and quiet; skips apt when everything is there already.
+# The Debian packages the test suite needs, installed idempotently and quietly:
+#   chromium    the browser of tests/integration/test_browser.py (Playwright drives /usr/bin/chromium)
+#   postgresql  initdb/pg_ctl for the tests that run against a real PostgreSQL
+# Run as root (or with sudo). Safe to run again: installed packages are skipped.
 set -euo pipefail
-PACKAGES=(postgresql chromium fonts-dejavu-core)
+
+PACKAGES=(chromium postgresql)
+
 missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
 done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
-  echo "installing Debian packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install_system: all present (${PACKAGES[*]})"
+    exit 0
 fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install_system: installing ${missing[*]}"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+echo "install_system: done ($(command -v chromium || echo 'no chromium'); $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1))"

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 REQUIRE_POSTGRES=1
 export ANNOTATOR_SAMPLE_DATA=${ANNOTATOR_SAMPLE_DATA:-$(cd .. && pwd)/shared/data/cxr}
 exec .venv/bin/python -m pytest -q "$@"

@@ -1,7 +1,61 @@
-"""`annotator labelstudio`: (being built)."""
+"""`annotator labelstudio start|stop|status`: the bundled Label Studio of a workspace."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
 
+from annotator.cli.common import console, handle_errors, settings_from
+
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+@handle_errors
+def start(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="port (default: ANNOTATOR_LABELSTUDIO_PORT or 8080)")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for its health")] = 180.0,
+) -> None:
+    """Start Label Studio with its data in the workspace; prints the URL and the credentials."""
+    from annotator.labelstudio.server import start_server
+
+    settings = settings_from(ctx)
+    if port is not None:
+        settings = settings.model_copy(update={"labelstudio_port": port})
+    with console.status("starting Label Studio (the very first start migrates for ~30 s)..."):
+        info = start_server(settings, timeout_s=timeout)
+    console.print(f"Label Studio running at [bold]{info.url}[/] (pid {info.pid}, up in {info.startup_s:.1f} s)")
+    console.print(f"log in as {settings.labelstudio_username} / {settings.labelstudio_password}")
+    console.print(f"API token: {settings.labelstudio_token}")
+    console.print(f"data: {info.data_path}  log: {info.log_path}")
+
+
+@app.command()
+@handle_errors
+def stop(ctx: typer.Context) -> None:
+    """Stop the workspace's Label Studio (by the process id recorded at start)."""
+    from annotator.labelstudio.server import stop_server
+
+    stopped = stop_server(settings_from(ctx))
+    console.print("Label Studio stopped" if stopped else "Label Studio was not running")
+
+
+@app.command()
+@handle_errors
+def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Is the workspace's Label Studio running and healthy? Exit code 1 when it is not."""
+    from dataclasses import asdict
+
+    from annotator.labelstudio.server import server_status
+
+    state = server_status(settings_from(ctx))
+    if as_json:
+        typer.echo(json.dumps(asdict(state), indent=2))
+    else:
+        colour = "green" if state.healthy else "red"
+        console.print(f"[{colour}]{state.message}[/] {state.url}" + (f" (pid {state.pid})" if state.pid else ""))
+    if not state.healthy:
+        raise typer.Exit(1)

@@ -41,8 +41,10 @@ def init(ctx: typer.Context) -> None:
 
     settings = settings_from(ctx)
     created = init_workspace(settings)
-    console.print(f"workspace {'created' if created else 'ready'}: {settings.workspace_path}")
-    console.print(f"database: {settings.database_url}")
+    # paths are printed whole (no wrapping) so they can be copied
+    console.print(f"workspace {'created' if created else 'ready'}: {settings.workspace_path}", soft_wrap=True,
+                  highlight=False)
+    console.print(f"database: {settings.database_url}", soft_wrap=True, highlight=False)
 
 
 @app.command()

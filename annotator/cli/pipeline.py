@@ -1,9 +1,94 @@
-"""`annotator train-pipeline` and `annotator predict`: (being built)."""
+"""`annotator train-pipeline` and `annotator predict`: the recognition pipeline's root commands.
+
+Both import torch only inside the command, so the CLI starts without it.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from annotator.cli.common import console, err_console, handle_errors, require_workspace, settings_from
+
+
+def _set_threads(settings) -> None:
+    import torch
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+
+
+def train_pipeline_command(
+    ctx: typer.Context,
+    preset: Annotated[str, typer.Option("--preset", help="quick (2 CPU cores, <= 40 min on the sample) | paper | tiny")] = "quick",
+    config_file: Annotated[Path | None, typer.Option("--config", help="pipeline TOML overriding the preset")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="report folder (default: <workspace>/reports/recognition-<preset>)")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+) -> None:
+    """Train the lung, infection and classification networks; evaluate; write the report folder."""
+    from annotator.recognition.config import load_pipeline_config
+
+    settings = settings_from(ctx)
+    config = load_pipeline_config(preset, config_file)
+    url = require_workspace(settings)
+    _set_threads(settings)
+    from annotator.recognition.pipeline import train_pipeline
+    from db.engine import session_scope
+
+    with session_scope(url) as session:
+        result = train_pipeline(settings, session, config, report, progress=not no_progress,
+                                echo=lambda m: console.print(m, highlight=False))
+    console.print(f"report: {result.report_dir} ({len(result.tables)} tables, {len(result.plots)} plots)")
+    console.print(f"pipeline: {result.manifest_path}")
+    for name, fig in result.headline.items():
+        console.print(f"  {name}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fig.items()),
+                      highlight=False)
+    console.print(f"wall time {result.seconds / 60:.1f} min")
+
+
+def predict_command(
+    ctx: typer.Context,
+    images: Annotated[list[Path], typer.Argument(help="CXR files (PNG, JPEG, DICOM...)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="write a one-page PNG report per image here")] = None,
+    pipeline: Annotated[Path | None, typer.Option("--pipeline", help="a pipeline.json (default: the newest trained)")] = None,
+    no_saliency: Annotated[bool, typer.Option("--no-saliency", help="skip Score-CAM")] = False,
+) -> None:
+    """Lung and infection masks, infected share per lung, COVID-19 yes/no, class probabilities, Score-CAM."""
+    from annotator.imaging.io import read_image
+    from annotator.recognition.predict import CURRENT_NAME
+
+    settings = settings_from(ctx)
+    manifest = pipeline or settings.models_path / "recognition" / CURRENT_NAME
+    pixels = [(path, read_image(path)) for path in images]  # a corrupt image fails here, before loading models
+    _set_threads(settings)
+    from annotator.recognition.predict import RecognitionPredictor
+    from annotator.recognition.report import write_report
+
+    predictor = RecognitionPredictor.from_manifest(manifest, backend=settings.predict_backend, device=settings.device)
+    results = []
+    try:
+        for path, image in pixels:
+            analysis = predictor.analyse(image, name=str(path), saliency=not no_saliency or report is not None)
+            data = analysis.to_dict()
+            if report is not None:
+                data["report_png"] = str(write_report(analysis, report))
+            results.append(data)
+    finally:
+        predictor.close()
+    typer.echo(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    if not as_json:
+        for data in results:
+            verdict = "POSITIVE" if data["covid_positive"] else "negative"
+            err_console.print(f"{data['image']}: COVID-19 {verdict}, infected {100 * data['infected_share']:.1f}% "
+                              f"({data['severity']})" + (f", report {data['report_png']}" if "report_png" in data else ""),
+                              highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add the recognition commands to the root app."""
+    app.command("train-pipeline")(handle_errors(train_pipeline_command))
+    app.command("predict")(handle_errors(predict_command))

@@ -123,8 +123,15 @@ def _load_dicom(path: Path) -> LoadedImage:
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     if photometric.startswith("MONOCHROME"):
         arr = apply_modality_lut(arr, ds)
-        arr = apply_voi_lut(arr, ds)
-        gray = to_uint8(np.asarray(arr))
+        voi_range = _voi_output_range(ds)
+        arr = np.asarray(apply_voi_lut(arr, ds), dtype=np.float64)
+        if voi_range is None and bits <= 8 and arr.min() >= 0 and arr.max() <= 255:
+            gray = np.rint(arr).astype(np.uint8)  # 8-bit data without a window is shown as stored
+        elif voi_range is None:  # deeper data without a window: stretch the stored range
+            gray = to_uint8(arr)
+        else:  # a window maps its range onto the display range exactly, whatever the image holds
+            lo, hi = voi_range
+            gray = np.clip((arr - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
         if photometric == "MONOCHROME1":
             gray = 255 - gray
     else:
@@ -134,6 +141,26 @@ def _load_dicom(path: Path) -> LoadedImage:
     return LoadedImage(gray, bits, view=view, patient_id=patient)
 
 
+def _voi_output_range(ds) -> tuple[float, float] | None:
+    """The output range of the dataset's VOI LUT or window (as pydicom computes it), or None if it has none."""
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        descriptor = ds.VOILUTSequence[0].LUTDescriptor
+        return 0.0, float(2 ** int(descriptor[2]) - 1)
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    bits = int(ds.BitsStored)
+    if ds.get("ModalityLUTSequence"):
+        lo, hi = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(getattr(ds, "PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        lo, hi = lo * float(slope) + float(intercept), hi * float(slope) + float(intercept)
+    return (lo, hi) if hi > lo else None
+
+
 def load_image(path: Path | str) -> LoadedImage:
     """Decode a file to a LoadedImage or raise ImageReadError naming the file and the reason."""
     path = Path(path)
@@ -141,13 +168,18 @@ def load_image(path: Path | str) -> LoadedImage:
         size = path.stat().st_size
     except OSError as exc:
         raise ImageReadError(path, f"cannot open ({exc.strerror or exc})") from exc
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, not an image file")
     if size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
-    if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
-        return _load_dicom(path)
-    if path.suffix.lower() not in RASTER_SUFFIXES:
-        raise ImageReadError(path, f"unsupported file type {path.suffix!r}; use one of {sorted(IMAGE_SUFFIXES)}")
-    return _load_raster(path)
+    try:
+        if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
+            return _load_dicom(path)
+        if path.suffix.lower() not in RASTER_SUFFIXES:
+            raise ImageReadError(path, f"unsupported file type {path.suffix!r}; use one of {sorted(IMAGE_SUFFIXES)}")
+        return _load_raster(path)
+    except OSError as exc:  # unreadable (permissions, I/O error): still one line naming the file
+        raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from exc
 
 
 def read_image(path: Path | str) -> np.ndarray:
@@ -157,10 +189,13 @@ def read_image(path: Path | str) -> np.ndarray:
 
 def binarize(mask: np.ndarray, path: Path | str | None = None) -> np.ndarray:
     """Threshold at 128 to {0,255}; warns when the input was not already binary."""
-    values = np.unique(mask)
+    if mask.dtype == np.uint8:  # a histogram is linear; np.unique sorts
+        values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    else:
+        values = np.unique(mask)
     if not np.isin(values, (0, 255)).all() and not np.isin(values, (0, 1)).all():
         warnings.warn(f"{path or 'mask'}: not binary ({len(values)} levels); thresholded at 128", stacklevel=2)
-        log.warning("%s: mask not binary (%d levels); thresholded at 128", path or "mask", len(values))
+        log.debug("%s: mask not binary (%d levels); thresholded at 128", path or "mask", len(values))
     elif values.max(initial=0) == 1:
         return (mask > 0).astype(np.uint8) * 255
     return np.where(mask >= 128, 255, 0).astype(np.uint8)

@@ -114,6 +114,12 @@ def add_mask(session: Session, settings: Settings, image: Image, kind: str, mask
     return row
 
 
+def _add_first_mask(settings: Settings, image: Image, kind: str, mask: np.ndarray, origin: str, author: str) -> None:
+    """Version 1 of a mask of an image created in this transaction: no query needed (flushed with it)."""
+    rel, digest = _store_mask(settings, kind, image.sha256, mask)
+    image.masks.append(Mask(kind=kind, version=1, origin=origin, author=author, store_path=rel, file_hash=digest))
+
+
 def _import_one(session: Session, settings: Settings, item: ImportItem, layout: str, summary: ImportSummary) -> None:
     loaded = load_image(item.image_path)  # raises ImageReadError naming the file
     shape = loaded.pixels.shape
@@ -140,22 +146,40 @@ def _import_one(session: Session, settings: Settings, item: ImportItem, layout: 
             patient_id=item.patient_id or loaded.patient_id, width=shape[1], height=shape[0],
             bit_depth=loaded.bit_depth, view=item.view or loaded.view, resolution_bin=quality.resolution_bin,
             contrast=quality.contrast, snr=quality.snr_db, state="pool", attributes=attributes,
+            sources=[ImageSource(original_path=str(item.image_path.resolve()), layout=layout)], masks=[],
         )
+        for kind, mask in masks.items():  # a new image: its seed masks are version 1, no lookup needed
+            if mask is not None:
+                _add_first_mask(settings, image, kind, mask, origin="seed", author=f"import:{layout}")
+                summary.masks_added[kind] += 1
         session.add(image)
         session.flush()
         summary.images_added += 1
         summary.by_class[item.cls or "unlabelled"] += 1
+        summary.warnings.extend(f"{item.name}: {n}" for n in notes)
+        return
+
+    summary.images_known += 1
+    _restore_files(settings, image, item, loaded.pixels)
+    if not _same_source(image, item):  # the same content under another name: noted, not imported again
+        summary.duplicates.append((item.name, image.file_name))
         image.sources.append(ImageSource(original_path=str(item.image_path.resolve()), layout=layout))
-    else:
-        summary.images_known += 1
-        if not _same_source(image, item):  # the same content under another name: noted, not imported again
-            summary.duplicates.append((item.name, image.file_name))
-            image.sources.append(ImageSource(original_path=str(item.image_path.resolve()), layout=layout))
     for kind, mask in masks.items():
         if mask is not None and add_mask(session, settings, image, kind, mask, origin="seed",
                                          author=f"import:{layout}"):
             summary.masks_added[kind] += 1
     summary.warnings.extend(f"{item.name}: {n}" for n in notes)
+
+
+def _restore_files(settings: Settings, image: Image, item: ImportItem, pixels: np.ndarray) -> None:
+    """A known image whose store file went missing gets it back from this copy (same content hash)."""
+    root = settings.workspace_path
+    original = root / image.attributes.get("original_store_path", image.store_path)
+    if not original.exists():
+        _store_bytes(item.image_path, original)
+        log.info("restored %s from %s", original, item.image_path)
+    if image.store_path != str(original.relative_to(root)) and not (root / image.store_path).exists():
+        write_png(root / image.store_path, pixels)
 
 
 def _same_source(image: Image, item: ImportItem) -> bool:
@@ -177,7 +201,7 @@ def import_items(session: Session, settings: Settings, items: Iterable[ImportIte
                     _import_one(session, settings, entry, layout, summary)
             except AnnotatorError as exc:
                 summary.failures.append((entry.name, str(exc)))
-                log.warning("import of %s failed: %s", entry.name, exc)
+                log.info("import of %s failed: %s", entry.name, exc)  # the summary reports it to the user
         if on_item:
             on_item(entry.name)
         if checkpoint and summary.seen % checkpoint_every == 0:

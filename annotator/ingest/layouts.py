@@ -68,11 +68,16 @@ def _inside(root: Path, path: Path) -> bool:
 
 
 def _check_file(root: Path, path: Path, name: str) -> ItemProblem | None:
-    if path.is_symlink() and not _inside(root, path):
-        return ItemProblem(name, f"symbolic link escapes the import root ({path.resolve()}); refused")
-    if not path.exists():
+    """A problem when the file is missing or lies outside the root (a link, a linked folder or '..')."""
+    if not _inside(root, path):
+        what = "symbolic link" if path.is_symlink() else "path"
+        return ItemProblem(name, f"{what} escapes the import root (it resolves to {path.resolve()}); refused")
+    if not path.is_file():
         return ItemProblem(name, f"file not found: {path}")
     return None
+
+
+MANIFEST_REQUIRED = ("file", "class")
 
 
 def read_manifest(root: Path, **_) -> Iterator[ImportItem | ItemProblem]:
@@ -80,8 +85,13 @@ def read_manifest(root: Path, **_) -> Iterator[ImportItem | ItemProblem]:
     manifest = root / "manifest.csv"
     if not manifest.is_file():
         raise AnnotatorError(f"{root}: no manifest.csv; is this the right --layout?")
-    with manifest.open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
+    with manifest.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in MANIFEST_REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise AnnotatorError(f"{manifest}: missing column(s) {', '.join(missing)}; it needs at least "
+                                 f"{', '.join(MANIFEST_REQUIRED)} (see the sample set's README)")
+        for row in reader:
             name = row["file"]
             image_path = root / name
             problem = _check_file(root, image_path, name)
@@ -124,7 +134,10 @@ def read_covid_qu_ex(root: Path, **_) -> Iterator[ImportItem | ItemProblem]:
             f"{root}: neither 'Lung Segmentation Data' nor 'Infection Segmentation Data' found; is this COVID-QU-Ex?"
         )
     for tree in trees:
-        for split_dir in sorted(p for p in (root / tree).iterdir() if p.is_dir()):
+        tree_dir = root / tree
+        if (tree_dir / tree).is_dir():  # the Kaggle archive nests each tree in a folder of the same name
+            tree_dir = tree_dir / tree
+        for split_dir in sorted(p for p in tree_dir.iterdir() if p.is_dir()):
             for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
                 cls = QUEX_CLASSES.get(class_dir.name, normalise_class(class_dir.name))
                 images_dir = class_dir / "images"
@@ -184,6 +197,11 @@ def read_montgomery_shenzhen(root: Path, **_) -> Iterator[ImportItem | ItemProbl
             cls = "tuberculosis" if match["label"] == "1" else "normal"
             patient = f"{match['site'].upper()}_{match['patient']}"
         masks = _find_mask(masks_dir, image_path.stem) if masks_dir else []
+        if len(masks) == 1 and masks[0].parent.name in ("leftMask", "rightMask"):
+            other = "rightMask" if masks[0].parent.name == "leftMask" else "leftMask"
+            yield ItemProblem(name, f"lung mask incomplete: {masks[0]} has no {other} partner "
+                                    f"({masks_dir / other / masks[0].name}); a one-lung mask is not a seed mask")
+            continue
         yield ImportItem(
             image_path=image_path, name=name, cls=cls, dataset=dataset, patient_id=patient,
             lung_mask_path=masks[0] if masks else None, lung_mask_parts=tuple(masks[1:]),
@@ -192,8 +210,15 @@ def read_montgomery_shenzhen(root: Path, **_) -> Iterator[ImportItem | ItemProbl
 
 def read_folder(root: Path, cls: str | None = None, **_) -> Iterator[ImportItem | ItemProblem]:
     """Any folder of PNG, JPEG, BMP, TIFF or DICOM files; the class is ``--class`` or the first sub-folder."""
-    for path in sorted(root.rglob("*")):
-        if path.is_dir() or (path.suffix.lower() not in IMAGE_SUFFIXES and path.suffix != ""):
+    for path in sorted(root.rglob("*")):  # rglob does not descend into linked folders
+        if path.is_dir():
+            if path.is_symlink() and not _inside(root, path):
+                yield ItemProblem(str(path.relative_to(root)),
+                                  f"symbolic link to a folder escapes the import root ({path.resolve()}); refused")
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES and path.suffix != "":
+            continue
+        if path.name.startswith("."):  # .DS_Store, macOS '._name.png' resource forks: not images
             continue
         if path.suffix == "" and not path.is_file():
             continue

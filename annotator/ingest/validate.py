@@ -28,6 +28,11 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
         report.images += 1
         where = f"image {image.id} ({image.file_name})"
         original = root / image.attributes.get("original_store_path", image.store_path)
+        if not original.is_file():
+            report.problems.append((where, f"{original}: file missing (re-import its collection to restore it)"))
+            if on_item:
+                on_item()
+            continue
         try:
             if file_sha256(original) != image.sha256:
                 report.problems.append((where, f"{original} does not match its content hash"))
@@ -42,6 +47,11 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
         report.masks += 1
         where = f"mask {mask.id} ({mask.kind} v{mask.version} of image {mask.image_id})"
         path = root / mask.store_path
+        if not path.is_file():
+            report.problems.append((where, f"{path}: file missing"))
+            if on_item:
+                on_item()
+            continue
         try:
             if file_sha256(path) != mask.file_hash:
                 report.problems.append((where, f"{path} does not match its hash"))

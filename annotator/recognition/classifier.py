@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -217,7 +218,7 @@ def train_classifier(
             loss = loss_fn(logits, y)
             loss.backward()
             optimiser.step()
-            loss_sum += float(loss) * len(chunk)
+            loss_sum += loss.item() * len(chunk)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(chunk)
             step += 1
@@ -272,7 +273,7 @@ class Classifier:
             config = replace(ClassifierConfig(**{**ckpt["config"], "weights_path": None}))
             model = build_network(config.arch, len(ckpt["class_names"]))
             model.load_state_dict(ckpt["state_dict"])
-        except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        except (OSError, EOFError, KeyError, RuntimeError, TypeError, ValueError, pickle.UnpicklingError) as exc:
             raise ModelError(f"{path}: not a classifier checkpoint of this tool ({exc})") from exc
         return cls(model, config, list(ckpt["class_names"]), ckpt["model_version"])
 

@@ -1,9 +1,12 @@
 """Score-CAM (Wang et al. 2020; the thesis' eq. 6-7) for any classifier in the registry. A heavy leaf.
 
 For the class c and the activation maps A_k of the last convolutional block:
-  H_k = normalise(upsample(A_k))                      (each map scaled to 0..1 at the input's size)
-  alpha_k = softmax(f(X * H_k))_c - softmax(f(X_b))_c (the increase in confidence, X_b a black image)
-  L_c = ReLU(sum_k alpha_k A_k)                       (eq. 7), upsampled and scaled to 0..1.
+  H_k = normalise(upsample(A_k))           (each map scaled to 0..1 at the input's size)
+  S_k = f_c(X * H_k)                       (the class-c logit of the input masked by H_k; eq. 6)
+  alpha_k = exp(S_k) / sum_j exp(S_j)      (softmax over the maps, as pytorch-grad-cam's ScoreCAM does)
+  L_c = ReLU(sum_k alpha_k A_k)            (eq. 7), upsampled and scaled to 0..1.
+The softmax over the maps makes the baseline term f_c(X_b) of the original paper cancel out, and keeps
+the map non-empty for a weakly trained network whose masked inputs all score below a black image.
 ``max_maps`` keeps only the maps with the largest mean activation (DenseNet-201 has 1920): a CPU budget.
 """
 
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -46,27 +48,18 @@ def score_cam(
     hi = maps.flatten(1).max(1).values[:, None, None]
     valid = (hi - lo).flatten() > 1e-8
     masks = torch.where(valid[:, None, None], (maps - lo) / (hi - lo).clamp_min(1e-8), torch.zeros_like(maps))
-    baseline = float(torch.softmax(model(torch.zeros_like(x)), 1)[0, c])
-    weights = torch.zeros(masks.shape[0])
+    scores = torch.empty(masks.shape[0])
     for b in range(0, masks.shape[0], batch_size):
         chunk = masks[b : b + batch_size]
-        scores = torch.softmax(model(x * chunk[:, None]), 1)[:, c]
-        weights[b : b + batch_size] = scores - baseline
-    weights[~valid] = 0
+        scores[b : b + batch_size] = model(x * chunk[:, None])[:, c].float()
+    scores[~valid] = float("-inf")  # a constant map carries no location
+    weights = torch.softmax(scores, 0) if bool(valid.any()) else torch.zeros_like(scores)
     cam = F.relu((weights[:, None, None] * acts).sum(0))
     cam = F.interpolate(cam[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     cam = cam - cam.min()
     peak = float(cam.max())
     cam = cam / peak if peak > 0 else cam
     return cam.numpy().astype(np.float32), c
-
-
-def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """An RGB uint8 overlay of a saliency map (jet colours) on a grayscale CXR, at the CXR's size."""
-    sal = cv2.resize(saliency, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    heat = cv2.applyColorMap(np.clip(sal * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
-    gray = np.repeat(image[:, :, None], 3, axis=2).astype(np.float32)
-    return np.clip((1 - alpha) * gray + alpha * heat, 0, 255).astype(np.uint8)
 
 
 def saliency_for(classifier, image: np.ndarray, lung_mask: np.ndarray | None = None, class_index: int | None = None, max_maps: int | None = 128) -> tuple[np.ndarray, int]:

@@ -1,0 +1,461 @@
+"""Our client of Label Studio's REST API: projects per queue, idempotent task import, read-back.
+
+    ls = LabelStudio(settings)                      # token auth, retries with back-off
+    project_id = ls.ensure_project("ra_review", round_key="stage2-r1")
+    result = ls.import_tasks(project_id, [TaskIn(...), ...])  # -> ImportResult(task_ids={key: ls_task_id})
+    outs = ls.fetch_annotations(project_id)         # -> list[AnnotationOut] (annotator.labelstudio.readback)
+    ls.connect_backend(project_id, "http://127.0.0.1:9090", token)   # through the SDK
+
+Idempotency: every task carries our key ``<queue>:<round_id>:<image_id>`` in its data (``annotator_key``);
+``import_tasks`` lists the keys already in the project and imports only the others, in chunks of at most
+100. A chunk whose request failed half-way (time-out after Label Studio committed) is never imported twice:
+before a retry the keys are listed again.
+
+Errors: Label Studio down or slow -> retried with exponential back-off, then ``LabelStudioError`` saying
+what to run; 401 -> the token is explained; 404 on a project -> the existing project ids are listed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+from annotator.config import Settings
+from annotator.errors import ImageReadError, LabelStudioError, MaskError
+from annotator.labelstudio.queue import BRUSH_TAG, IMAGE_TAG, LUNG_LABEL, QueueSpec, get_queue
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 100
+TITLE_PREFIX = "cxr-annotator"
+TRANSIENT_STATUS = {502, 503, 504}
+
+
+@dataclass(frozen=True)
+class TaskIn:
+    """One task to push: an image of the store, optionally its prediction (a {0,255} mask) and extra data."""
+
+    image_id: int
+    queue: str
+    image_path: Path  # absolute, inside settings.store_path (served through local files)
+    round_id: int | None = None
+    prediction_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    model_version: str | None = None
+    score: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"advice": "..."} for ra_adjust
+
+    @property
+    def key(self) -> str:
+        return task_key(self.queue, self.round_id, self.image_id)
+
+
+def task_key(queue: str, round_id: int | None, image_id: int) -> str:
+    return f"{queue}:{'-' if round_id is None else round_id}:{image_id}"
+
+
+@dataclass
+class ImportResult:
+    task_ids: dict[str, int]  # our key -> ls_task_id, for every task asked (new and already there)
+    created: int = 0
+    existing: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # our key -> why it was not imported
+
+
+def brush_result(mask: np.ndarray, *, result_id: str | None = None) -> dict:
+    """A Label Studio brush region (RLE) of a {0,255} mask, at the mask's own size."""
+    from annotator.imaging.rle import mask_to_rle
+
+    height, width = mask.shape[:2]
+    return {
+        "id": result_id or uuid.uuid4().hex[:10],
+        "from_name": BRUSH_TAG,
+        "to_name": IMAGE_TAG,
+        "type": "brushlabels",
+        "origin": "prediction",
+        "original_width": int(width),
+        "original_height": int(height),
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [LUNG_LABEL]},
+    }
+
+
+def prediction_payload(mask: np.ndarray, model_version: str, score: float | None = None) -> dict:
+    return {"model_version": model_version, "score": float(score if score is not None else 1.0),
+            "result": [brush_result(mask)]}
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, reading only what OpenCV needs."""
+    from annotator.imaging.io import read_image
+
+    pixels = read_image(path)
+    return int(pixels.shape[0]), int(pixels.shape[1])
+
+
+class LabelStudio:
+    """A Label Studio server reached with our token. Every call retries transient failures."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout_s: float = 60.0,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.settings = settings
+        self.url = settings.labelstudio_base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.http = session or requests.Session()
+        self.http.headers["Authorization"] = f"Token {settings.labelstudio_token}"
+
+    # -- transport --------------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, retry: bool = True, **kwargs) -> Any:
+        """One API call; JSON back (None for 204). Transient failures are retried with back-off."""
+        url = f"{self.url}{path}"
+        kwargs.setdefault("timeout", self.timeout_s)
+        attempts = self.retries + 1 if retry else 1
+        last: str = ""
+        for attempt in range(attempts):
+            if attempt:
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                log.info("Label Studio %s %s failed (%s); retry %d/%d in %.1f s", method, path, last, attempt,
+                         self.retries, delay)
+                time.sleep(delay)
+            try:
+                resp = self.http.request(method, url, **kwargs)
+            except requests.Timeout as exc:
+                last = f"no answer within {kwargs['timeout']} s ({type(exc).__name__})"
+                continue
+            except requests.ConnectionError as exc:
+                last = f"cannot connect ({type(exc).__name__})"
+                continue
+            if resp.status_code in TRANSIENT_STATUS:
+                last = f"HTTP {resp.status_code}"
+                continue
+            return self._decode(method, path, resp)
+        raise LabelStudioError(
+            f"Label Studio at {self.url} is down or too slow: {method} {path}: {last} after {attempts} "
+            "attempt(s); check `annotator labelstudio status` (start it with `annotator labelstudio start`)"
+        )
+
+    def _decode(self, method: str, path: str, resp: requests.Response) -> Any:
+        if resp.status_code == 401:
+            raise LabelStudioError(
+                f"Label Studio at {self.url} refused our API token (401 Unauthorized): "
+                "ANNOTATOR_LABELSTUDIO_TOKEN must be the token of a user of that server (its Account & "
+                "Settings page shows it); the bundled server's token is set when its data folder is created"
+            )
+        if resp.status_code == 403:
+            raise LabelStudioError(f"Label Studio forbids {method} {path} for our user (403): {resp.text[:300]}")
+        if resp.status_code >= 400:
+            raise LabelStudioError(f"Label Studio answered {resp.status_code} to {method} {path}: {resp.text[:500]}")
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise LabelStudioError(f"Label Studio answered {method} {path} with non-JSON: {resp.text[:200]}") from exc
+
+    def health(self) -> bool:
+        try:
+            resp = self.http.get(f"{self.url}/health", timeout=5)
+            return resp.status_code == 200
+        except requests.RequestException:
+            return False
+
+    # -- projects ---------------------------------------------------------------------------------
+    def list_projects(self) -> list[dict]:
+        out: list[dict] = []
+        page = 1
+        while True:
+            data = self.request("GET", "/api/projects", params={"page": page, "page_size": 100})
+            out.extend(data["results"])
+            if not data.get("next"):
+                return out
+            page += 1
+
+    def project(self, project_id: int) -> dict:
+        """A project's record; an unknown id is an error that lists the ids that exist."""
+        try:
+            return self.request("GET", f"/api/projects/{int(project_id)}")
+        except LabelStudioError as exc:
+            if "answered 404" not in str(exc):
+                raise
+            known = sorted(p["id"] for p in self.list_projects())
+            raise LabelStudioError(
+                f"unknown Label Studio project id {project_id}; existing: {', '.join(map(str, known)) or 'none'}"
+            ) from None
+
+    @staticmethod
+    def project_title(queue: QueueSpec, round_key: str | None) -> str:
+        return f"{TITLE_PREFIX} · {queue.title}" + (f" · {round_key}" if round_key else "")
+
+    def ensure_project(self, queue: str, *, round_key: str | None = None) -> int:
+        """The project of a queue (and round), created with its label config and local storage if missing."""
+        spec = get_queue(queue)
+        title = self.project_title(spec, round_key)
+        found = [p for p in self.list_projects() if p["title"] == title]
+        if found:
+            project = found[0]
+            if project.get("label_config", "").strip() != spec.label_config.strip():
+                self.request("PATCH", f"/api/projects/{project['id']}", json={"label_config": spec.label_config})
+        else:
+            project = self.request(
+                "POST",
+                "/api/projects",
+                json={
+                    "title": title,
+                    "description": f"{spec.title} ({spec.role}); made by cxr-annotator, queue {spec.name}",
+                    "label_config": spec.label_config,
+                    "show_collab_predictions": True,
+                    "maximum_annotations": 1,
+                    "sampling": "Sequential sampling",
+                    "show_skip_button": False,
+                    "enable_empty_annotation": True,
+                },
+            )
+        self.ensure_local_storage(project["id"], self.settings.image_store)
+        if not spec.has_brush:  # best of six: its task images are the pre-rendered grids
+            from annotator.labelstudio.grid import overlay_dir
+
+            self.ensure_local_storage(project["id"], overlay_dir(self.settings))
+        return int(project["id"])
+
+    def ensure_local_storage(self, project_id: int, path: Path) -> int:
+        """A local-files storage entry of the project rooted at ``path`` (inside the store)."""
+        path = Path(path).resolve()
+        self._relative_to_store(path)
+        path.mkdir(parents=True, exist_ok=True)
+        entries = self.request("GET", "/api/storages/localfiles", params={"project": project_id})
+        for entry in entries:
+            if Path(entry["path"]).resolve() == path:
+                return int(entry["id"])
+        entry = self.request(
+            "POST",
+            "/api/storages/localfiles",
+            json={"project": project_id, "path": str(path), "title": path.name, "use_blob_urls": False,
+                  "regex_filter": ""},
+        )
+        return int(entry["id"])
+
+    def delete_project(self, project_id: int) -> None:
+        self.request("DELETE", f"/api/projects/{int(project_id)}")
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def _relative_to_store(self, path: Path) -> str:
+        store = self.settings.store_path.resolve()
+        try:
+            return Path(path).resolve().relative_to(store).as_posix()
+        except ValueError:
+            raise ImageReadError(path, f"not inside the workspace store {store}; Label Studio serves only files there") from None
+
+    def image_url(self, path: Path) -> str:
+        from urllib.parse import quote
+
+        return f"/data/local-files/?d={quote(self._relative_to_store(path))}"
+
+    def list_task_keys(self, project_id: int) -> dict[str, int]:
+        """Our key -> ls_task_id of every task of the project that carries one."""
+        out: dict[str, int] = {}
+        page = 1
+        while True:
+            try:
+                data = self.request(
+                    "GET", "/api/tasks",
+                    params={"project": project_id, "page": page, "page_size": 1000, "fields": "task_only"},
+                )
+            except LabelStudioError as exc:
+                if "answered 404" in str(exc) and page > 1:  # past the last page
+                    return out
+                raise
+            tasks = data["tasks"] if isinstance(data, dict) else data
+            for task in tasks:
+                key = (task.get("data") or {}).get("annotator_key")
+                if key:
+                    out[key] = int(task["id"])
+            total = data.get("total", len(tasks)) if isinstance(data, dict) else len(tasks)
+            if not tasks or page * 1000 >= total:
+                return out
+            page += 1
+
+    def task_payload(self, task: TaskIn, size: tuple[int, int]) -> dict:
+        spec = get_queue(task.queue)
+        missing = [f for f in spec.data_fields if f not in task.extra]
+        if missing:
+            raise LabelStudioError(f"task {task.key}: queue {spec.name} needs data fields {missing}")
+        height, width = size
+        data = {
+            IMAGE_TAG: self.image_url(task.image_path),
+            "annotator_key": task.key,
+            "image_id": task.image_id,
+            "round_id": task.round_id,
+            "queue": task.queue,
+            "width": width,
+            "height": height,
+            **task.extra,
+        }
+        payload: dict[str, Any] = {"data": data}
+        if task.prediction_mask is not None:
+            if not spec.has_brush:
+                raise LabelStudioError(f"task {task.key}: queue {spec.name} shows no brush mask; send no prediction")
+            if not task.model_version:
+                raise LabelStudioError(f"task {task.key}: a prediction needs its model_version")
+            mask = np.asarray(task.prediction_mask)
+            if mask.shape[:2] != (height, width):
+                raise MaskError(
+                    f"task {task.key}: prediction is {mask.shape[1]}x{mask.shape[0]} but image "
+                    f"{task.image_path} is {width}x{height}"
+                )
+            payload["predictions"] = [prediction_payload(mask, task.model_version, task.score)]
+        return payload
+
+    def import_tasks(self, project_id: int, tasks: Sequence[TaskIn], *, chunk_size: int = CHUNK_SIZE,
+                     progress=None) -> ImportResult:
+        """Import the tasks not yet in the project (by our key), with inline predictions, <=100 a request.
+
+        A task whose image is missing or whose prediction has another size than its image is not imported:
+        it is listed in ``ImportResult.failed`` with the reason, and the others go on.
+        """
+        chunk_size = max(1, min(int(chunk_size), CHUNK_SIZE))
+        self.project(project_id)  # an unknown id fails here, with the list of known ones
+        keys = [t.key for t in tasks]
+        dupes = {k for k in keys if keys.count(k) > 1} if len(set(keys)) != len(keys) else set()
+        if dupes:
+            raise LabelStudioError(f"the same task is asked twice: {sorted(dupes)[:5]}")
+        existing = self.list_task_keys(project_id)
+        result = ImportResult(task_ids={k: existing[k] for k in keys if k in existing})
+        result.existing = len(result.task_ids)
+        todo: list[tuple[str, dict]] = []
+        for task in tasks:
+            if task.key in existing:
+                continue
+            try:
+                todo.append((task.key, self.task_payload(task, _image_size(task.image_path))))
+            except (ImageReadError, MaskError) as exc:
+                result.failed[task.key] = str(exc)
+                log.warning("task %s not imported: %s", task.key, exc)
+        versions = {p["predictions"][0]["model_version"] for _, p in todo if "predictions" in p}
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            ids = self._import_chunk(project_id, chunk)
+            result.task_ids.update(ids)
+            result.created += len(ids)
+            if progress is not None:
+                progress(len(chunk))
+        if versions:
+            self.show_all_predictions(project_id)
+        return result
+
+    def _import_chunk(self, project_id: int, chunk: list[tuple[str, dict]]) -> dict[str, int]:
+        path = f"/api/projects/{project_id}/import"
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                # the failed request may have landed: import only what is still missing
+                present = self.list_task_keys(project_id)
+                landed = {k: present[k] for k, _ in chunk if k in present}
+                chunk = [(k, p) for k, p in chunk if k not in present]
+                if not chunk:
+                    return landed
+            else:
+                landed = {}
+            try:
+                data = self.request("POST", path, params={"return_task_ids": "true"},
+                                    json=[p for _, p in chunk], retry=False)
+            except LabelStudioError as exc:
+                if "down or too slow" in str(exc) and attempt + 1 < attempts:
+                    log.info("import of %d tasks into project %d failed (%s); checking and retrying",
+                             len(chunk), project_id, exc)
+                    continue
+                raise
+            ids = data.get("task_ids") or []
+            if len(ids) != len(chunk):  # no ids or a surprise count: read them back by key
+                present = self.list_task_keys(project_id)
+                return {**landed, **{k: present[k] for k, _ in chunk if k in present}}
+            return {**landed, **{k: int(i) for (k, _), i in zip(chunk, ids, strict=True)}}
+        raise LabelStudioError(f"import into project {project_id} failed after {attempts} attempts")  # pragma: no cover
+
+    def show_all_predictions(self, project_id: int) -> str:
+        """Label Studio shows only the predictions of the project's ``model_version``: set it to the one
+        version the project holds, or clear it when tasks carry several (rounds of different networks), so
+        that no task silently shows no mask. Returns what was set."""
+        counts = self.request("GET", f"/api/projects/{project_id}/model-versions") or {}
+        held = sorted(v for v, n in counts.items() if n)
+        wanted = held[0] if len(held) == 1 else ""
+        if self.project(project_id).get("model_version") != wanted:
+            self.request("PATCH", f"/api/projects/{project_id}", json={"model_version": wanted})
+        if len(held) > 1:
+            log.info("project %d holds predictions of %d model versions; showing all", project_id, len(held))
+        return wanted
+
+    def export_tasks(self, project_id: int) -> list[dict]:
+        """Every task of the project with its annotations and predictions (Label Studio's JSON export)."""
+        self.project(project_id)
+        return self.request(
+            "GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON", "download_all_tasks": "true"}
+        )
+
+    def users(self) -> dict[int, str]:
+        data = self.request("GET", "/api/users")
+        return {int(u["id"]): u.get("email") or u.get("username") or str(u["id"]) for u in data}
+
+    def fetch_annotations(self, project_id: int) -> list:
+        """Every annotation of the project as an AnnotationOut (invalid ones flagged with a message)."""
+        from annotator.labelstudio.readback import parse_tasks
+
+        return parse_tasks(self.export_tasks(project_id), project_id=project_id, users=self.users())
+
+    # -- the ML backend -----------------------------------------------------------------------------
+    WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+
+    def ensure_webhook(self, project_id: int, url: str, token: str) -> int:
+        """Label Studio posts the project's annotation events to ``url`` (our backend's /webhook) with the token."""
+        self.project(project_id)
+        for hook in self.request("GET", "/api/webhooks", params={"project": project_id}):
+            if hook.get("url") == url and hook.get("project") == project_id:
+                return int(hook["id"])
+        hook = self.request(
+            "POST",
+            "/api/webhooks",
+            json={"project": project_id, "url": url, "send_payload": True, "send_for_all_actions": False,
+                  "actions": list(self.WEBHOOK_ACTIONS), "headers": {"Authorization": f"Token {token}"},
+                  "is_active": True},
+        )
+        return int(hook["id"])
+
+    def connect_backend(self, project_id: int, url: str, token: str, *, title: str = "cxr-annotator backend") -> int:
+        """Connect our ML backend to a project through the SDK (basic auth carries the backend token)."""
+        from label_studio_sdk.client import LabelStudio as SDK
+        from label_studio_sdk.core.api_error import ApiError
+
+        self.project(project_id)
+        sdk = SDK(base_url=self.url, api_key=self.settings.labelstudio_token, timeout=self.timeout_s)
+        try:
+            for backend in sdk.ml.list(project=project_id):
+                if backend.url.rstrip("/") == url.rstrip("/"):
+                    return int(backend.id)
+            backend = sdk.ml.create(
+                url=url, project=project_id, title=title, is_interactive=False,
+                auth_method="BASIC_AUTH", basic_auth_user="labelstudio", basic_auth_pass=token,
+            )
+        except ApiError as exc:
+            raise LabelStudioError(
+                f"Label Studio could not connect the ML backend at {url} to project {project_id} "
+                f"({exc.status_code}): {str(exc.body)[:300]}; is `annotator serve backend` running?"
+            ) from exc
+        return int(backend.id)
+
+

@@ -1,0 +1,372 @@
+"""The bundled Label Studio server's lifecycle: start, status, stop, all by our own process id.
+
+Label Studio runs as ``python -m label_studio.server start`` on ``settings.labelstudio_host:port`` with its
+data (SQLite, media) in ``settings.labelstudio_data``. What we learned running it here:
+
+- The admin user and its API token are created from ``LABEL_STUDIO_USERNAME/_PASSWORD/_USER_TOKEN``; the
+  fixed (legacy) token works only if ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true`` on the very first start.
+- Bare ``HOST``, ``PORT``, ``USERNAME``, ``PASSWORD`` (and a few more) variables leak into its settings, so
+  the child environment drops them and sets every value under the ``LABEL_STUDIO_`` prefix.
+- A busy port silently moves it to the next free one: we refuse a busy port before starting, and check the
+  port it reports in its log.
+- An ML backend or webhook on 127.0.0.1 needs ``ML_BLOCK_LOCAL_IP=false`` and ``SSRF_PROTECTION_ENABLED=false``.
+- Offline: analytics, Sentry and the version check are off.
+- Images are served by ``/data/local-files/?d=<path under the store>``, only below a project's local-storage
+  entry (``annotator.labelstudio.client`` adds one per project).
+- The first start migrates its database for ~30 s. We migrate once into a template folder under
+  ``$XDG_CACHE_HOME/cxr-annotator`` (default ``~/.cache``), keyed by the Label Studio version and the
+  credentials, and copy it into each new workspace: later first starts take ~3 s.
+
+Public API: ``start_server(settings) -> ServerInfo``, ``server_status(settings) -> ServerStatus``,
+``stop_server(settings) -> bool``, ``labelstudio_env(settings)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from annotator.config import Settings
+from annotator.errors import LabelStudioError
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "annotator-server.json"
+LOG_FILE = "labelstudio.log"
+DB_FILE = "label_studio.sqlite3"
+# bare names Label Studio reads after its own prefixes: never let the caller's shell set them
+LEAKING_VARS = (
+    "HOST", "PORT", "USERNAME", "PASSWORD", "USER_TOKEN", "DEBUG", "BASE_DATA_DIR", "DATABASE_NAME",
+    "DJANGO_DB", "LOG_LEVEL", "SECRET_KEY", "LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_SERVING_ENABLED",
+)
+
+
+@dataclass
+class ServerInfo:
+    """A running Label Studio we started: where it listens, its process, its files."""
+
+    pid: int
+    url: str
+    port: int
+    data_path: str
+    log_path: str
+    started_at: float
+    startup_s: float = 0.0
+    process: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "process"}
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    healthy: bool
+    url: str
+    pid: int | None
+    message: str
+
+
+def labelstudio_version() -> str:
+    from importlib.metadata import version
+
+    return version("label-studio")
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cxr-annotator"
+
+
+def labelstudio_env(settings: Settings, data_path: Path, port: int, base: dict | None = None) -> dict[str, str]:
+    """The child environment: offline, our user and token, local files below the store, no leaking names."""
+    env = dict(os.environ if base is None else base)
+    for name in LEAKING_VARS:
+        env.pop(name, None)
+    for key in [k for k in env if k.startswith(("LABEL_STUDIO_", "HEARTEX_"))]:
+        env.pop(key)
+    store = settings.store_path
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_path),
+            "LABEL_STUDIO_HOST": f"http://{settings.labelstudio_host}:{port}",
+            "LABEL_STUDIO_USERNAME": settings.labelstudio_username,
+            "LABEL_STUDIO_PASSWORD": settings.labelstudio_password,
+            "LABEL_STUDIO_USER_TOKEN": settings.labelstudio_token,
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+            "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+            "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+            "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+            "LABEL_STUDIO_SENTRY_DSN": "",
+            "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+            "LABEL_STUDIO_CONVERTER_DOWNLOAD_RESOURCES": "false",
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(store),
+            "LABEL_STUDIO_LOG_LEVEL": "WARNING",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
+    return env
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    # Label Studio itself probes "localhost": a listener there also moves it
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our exited child not yet reaped) is not alive
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+def _is_labelstudio(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return _pid_alive(pid)  # no /proc (macOS): trust the state file
+    return "label_studio" in cmdline or "label-studio" in cmdline
+
+
+def _healthy(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        resp = requests.get(f"{url}/health", timeout=timeout_s)
+        return resp.status_code == 200 and resp.json().get("status") == "UP"
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _spawn(settings: Settings, data_path: Path, port: int, log_path: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "label_studio.server", "start", "--no-browser",
+        "--internal-host", settings.labelstudio_host, "--port", str(port), "--data-dir", str(data_path),
+    ]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_fh:
+        return subprocess.Popen(
+            cmd,
+            cwd=str(data_path),
+            env=labelstudio_env(settings, data_path, port),
+            stdin=subprocess.DEVNULL,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the CLI does not stop the server
+        )
+
+
+def _wait_healthy(proc: subprocess.Popen, url: str, port: int, log_path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabelStudioError(
+                f"Label Studio exited with code {proc.returncode} during start-up; log {log_path}:\n{_log_tail(log_path)}"
+            )
+        if _healthy(url, timeout_s=1.0):
+            moved = re.findall(r"Starting development server at http://[^:]+:(\d+)/", _log_tail(log_path, 40))
+            if moved and int(moved[-1]) != port:
+                _terminate(proc.pid, proc)
+                raise LabelStudioError(f"Label Studio moved to port {moved[-1]} instead of {port}; free port {port}")
+            return
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+    _terminate(proc.pid, proc)
+    raise LabelStudioError(
+        f"Label Studio did not answer {url}/health within {timeout_s:.0f} s (stopped it); log {log_path}:\n"
+        f"{_log_tail(log_path)}"
+    )
+
+
+def _terminate(pid: int, proc: subprocess.Popen | None = None, timeout_s: float = 15.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None:
+            if proc.poll() is not None:
+                return
+        elif not _pid_alive(pid):
+            return
+        time.sleep(0.1)
+    log.warning("Label Studio (pid %d) ignored SIGTERM for %.0f s; killing it", pid, timeout_s)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if proc is not None:
+        proc.wait(timeout=5)
+
+
+def _template_key(settings: Settings) -> str:
+    creds = f"{settings.labelstudio_username}\0{settings.labelstudio_password}\0{settings.labelstudio_token}"
+    return f"labelstudio-{labelstudio_version()}-{hashlib.sha256(creds.encode()).hexdigest()[:12]}"
+
+
+def migrated_template(settings: Settings, timeout_s: float = 180.0) -> Path:
+    """A migrated Label Studio data folder with our user and token, built once per version and credentials."""
+    root = cache_root()
+    target = root / _template_key(settings)
+    if (target / DB_FILE).is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ls-template-", dir=root))
+    log.info("building a migrated Label Studio template in %s (one time, ~30 s)", work)
+    port = free_port(settings.labelstudio_host)
+    proc = _spawn(settings, work, port, work / LOG_FILE)
+    try:
+        _wait_healthy(proc, f"http://{settings.labelstudio_host}:{port}", port, work / LOG_FILE, timeout_s)
+    finally:
+        _terminate(proc.pid, proc)
+    (work / LOG_FILE).unlink(missing_ok=True)
+    (work / ".env").unlink(missing_ok=True)  # each copy gets its own secret key
+    try:
+        work.rename(target)
+    except OSError:  # another process built it meanwhile
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _state_path(settings: Settings) -> Path:
+    return settings.labelstudio_data / STATE_FILE
+
+
+def _read_state(settings: Settings) -> dict | None:
+    try:
+        return json.loads(_state_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def server_status(settings: Settings) -> ServerStatus:
+    """Is our Label Studio running (by its recorded pid) and healthy (by its /health)?"""
+    state = _read_state(settings)
+    url = settings.labelstudio_base_url
+    if state is None:
+        healthy = _healthy(url, timeout_s=1.0)
+        msg = f"not started by us; {'something answers' if healthy else 'nothing answers'} at {url}"
+        return ServerStatus(False, healthy, url, None, msg)
+    pid, url = int(state["pid"]), state["url"]
+    if not (_pid_alive(pid) and _is_labelstudio(pid)):
+        return ServerStatus(False, False, url, pid, f"stale record: pid {pid} is gone; run `annotator labelstudio start`")
+    healthy = _healthy(url)
+    return ServerStatus(True, healthy, url, pid, "running" if healthy else "running but /health does not answer")
+
+
+def start_server(settings: Settings, *, timeout_s: float = 180.0, use_template: bool = True) -> ServerInfo:
+    """Start Label Studio for this workspace (or return the one already running) and wait for its health."""
+    if settings.labelstudio_url:
+        raise LabelStudioError(
+            f"ANNOTATOR_LABELSTUDIO_URL points to an external Label Studio ({settings.labelstudio_url}); "
+            "unset it to run the bundled one"
+        )
+    state = _read_state(settings)
+    if state and _pid_alive(int(state["pid"])) and _is_labelstudio(int(state["pid"])):
+        if _healthy(state["url"]):
+            return ServerInfo(**{k: v for k, v in state.items() if k in ServerInfo.__dataclass_fields__})
+        raise LabelStudioError(f"Label Studio (pid {state['pid']}) runs but is unhealthy; `annotator labelstudio stop` it")
+    host, port = settings.labelstudio_host, settings.labelstudio_port
+    if not port_is_free(host, port):
+        raise LabelStudioError(
+            f"port {port} on {host} is in use by another program; stop it or choose another port "
+            f"(ANNOTATOR_LABELSTUDIO_PORT)"
+        )
+    data_path = settings.labelstudio_data
+    settings.image_store.mkdir(parents=True, exist_ok=True)
+    if not (data_path / DB_FILE).is_file():
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        if use_template:
+            template = migrated_template(settings, timeout_s=timeout_s)
+            shutil.copytree(template, data_path, dirs_exist_ok=True)
+    data_path.mkdir(parents=True, exist_ok=True)
+    log_path = data_path / LOG_FILE
+    url = f"http://{host}:{port}"
+    t0 = time.monotonic()
+    proc = _spawn(settings, data_path, port, log_path)
+    _wait_healthy(proc, url, port, log_path, timeout_s)
+    info = ServerInfo(proc.pid, url, port, str(data_path), str(log_path), time.time(), time.monotonic() - t0, proc)
+    _state_path(settings).write_text(json.dumps(info.to_json(), indent=2))
+    _check_token(settings, url, proc)
+    return info
+
+
+def _check_token(settings: Settings, url: str, proc: subprocess.Popen) -> None:
+    try:
+        resp = requests.get(
+            f"{url}/api/projects", params={"page_size": 1},
+            headers={"Authorization": f"Token {settings.labelstudio_token}"}, timeout=10,
+        )
+    except requests.RequestException as exc:
+        raise LabelStudioError(f"Label Studio at {url} started but its API does not answer: {exc}") from exc
+    if resp.status_code == 401:
+        raise LabelStudioError(
+            f"Label Studio at {url} refuses our token (401): its data folder {settings.labelstudio_data} was "
+            "created with other credentials; set ANNOTATOR_LABELSTUDIO_TOKEN to the token it was created with, "
+            "or move that folder away to start fresh"
+        )
+
+
+def stop_server(settings: Settings, *, process: subprocess.Popen | None = None, timeout_s: float = 15.0) -> bool:
+    """Stop the Label Studio recorded for this workspace by its pid; True if one was stopped."""
+    state = _read_state(settings)
+    stopped = False
+    if state is not None:
+        pid = int(state["pid"])
+        if _pid_alive(pid) and _is_labelstudio(pid):
+            _terminate(pid, process if process is not None and process.pid == pid else None, timeout_s)
+            stopped = True
+        _state_path(settings).unlink(missing_ok=True)
+    elif process is not None and process.poll() is None:
+        _terminate(process.pid, process, timeout_s)
+        stopped = True
+    if process is not None and process.poll() is None:
+        process.wait(timeout=timeout_s)
+    return stopped

@@ -1,0 +1,47 @@
+"""Query functions shared by the workflows (no commits here: the boundary commits)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Image, Mask, Model
+
+
+def current_mask(session: Session, image_id: int, kind: str = "lung") -> Mask | None:
+    """The highest version of an image's mask of this kind."""
+    return session.scalar(
+        select(Mask).where(Mask.image_id == image_id, Mask.kind == kind).order_by(Mask.version.desc()).limit(1)
+    )
+
+
+def reference_mask(session: Session, image_id: int, kind: str = "lung") -> Mask | None:
+    """The mask an image came with (origin ``seed``, first version): the simulator's ground truth."""
+    return session.scalar(
+        select(Mask).where(Mask.image_id == image_id, Mask.kind == kind, Mask.origin == "seed")
+        .order_by(Mask.version).limit(1)
+    )
+
+
+def images_in_states(session: Session, states: Iterable[str]) -> list[Image]:
+    return list(session.scalars(select(Image).where(Image.state.in_(list(states))).order_by(Image.id)))
+
+
+def count_in_states(session: Session, states: Iterable[str]) -> int:
+    return session.scalar(select(func.count(Image.id)).where(Image.state.in_(list(states)))) or 0
+
+
+def working_model(session: Session, task: str = "lung") -> Model | None:
+    return session.scalar(
+        select(Model).where(Model.is_working.is_(True), Model.task == task).order_by(Model.id.desc()).limit(1)
+    )
+
+
+def set_working_model(session: Session, model: Model) -> None:
+    """Make ``model`` the one working network of its task."""
+    for other in session.scalars(select(Model).where(Model.task == model.task, Model.is_working.is_(True))):
+        other.is_working = False
+    model.is_working = True
+    session.flush()

@@ -1,0 +1,154 @@
+"""Real servers on free loopback ports in temp folders: Label Studio, our ML backend, Chromium.
+
+Label Studio starts from a migrated template folder (built once under $XDG_CACHE_HOME/cxr-annotator, ~30 s;
+later starts ~3 s). Every server is stopped through its own process handle.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from annotator.config import Settings, load_settings
+from annotator.imaging.io import read_image, read_mask
+from annotator.labelstudio.server import free_port
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    image_id: int
+    path: Path  # inside the workspace store
+    pixels: np.ndarray
+    mask: np.ndarray  # the manual lung mask, used as the "prediction" where no network is needed
+
+
+@pytest.fixture(scope="session")
+def ls_settings(tmp_path_factory) -> Settings:
+    ws = tmp_path_factory.mktemp("ls") / "ws"
+    return load_settings(workspace=ws, labelstudio_port=free_port(), backend_port=free_port(),
+                         predict_backend="eager")
+
+
+@pytest.fixture(scope="session")
+def stored_images(ls_settings, sample_data) -> list[StoredImage]:
+    """Eight real images with manual lung masks (the last one not square), copied into the temp store."""
+    with (sample_data / "manifest.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["has_lung_mask"] == "1" and r["lung_mask_origin"].startswith("manual")]
+    square = [r for r in rows if r["width"] == r["height"]][:7]
+    odd = [r for r in rows if r["width"] != r["height"]][:1]
+    ls_settings.image_store.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, row in enumerate(square + odd, start=1):
+        dst = ls_settings.image_store / Path(row["file"]).name
+        shutil.copy(sample_data / row["file"], dst)
+        out.append(StoredImage(i, dst, read_image(dst), read_mask(sample_data / row["lung_mask_file"])))
+    return out
+
+
+@pytest.fixture(scope="session")
+def ls_server(ls_settings):
+    """A real Label Studio for the session (skips with the reason when it is not installed)."""
+    pytest.importorskip("label_studio", reason="Label Studio tests need the label-studio package (pip install label-studio==1.23.2)")
+    from annotator.labelstudio.server import start_server, stop_server
+
+    info = start_server(ls_settings, timeout_s=300)
+    try:
+        yield info
+    finally:
+        stop_server(ls_settings, process=info.process)
+        assert info.process.poll() is not None
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, sample_data) -> Path:
+    """A tiny U-Net-ResNet18 (64 px) trained one short epoch on two real Montgomery images (the backend
+    tests check the protocol, not the quality; the fast-path check is left to the segmentation tests)."""
+    pytest.importorskip("torch", reason="the ML backend tests need torch (pip install -e '.[ml]')")
+    import dataclasses
+
+    from annotator.segmentation.registry import get_spec
+    from annotator.segmentation.train import PRESETS, train_model
+
+    with (sample_data / "manifest.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["dataset"] == "Montgomery" and r["has_lung_mask"] == "1"][:2]
+    pairs = [(read_image(sample_data / r["file"]), read_mask(sample_data / r["lung_mask_file"])) for r in rows]
+    out = tmp_path_factory.mktemp("tiny")
+    config = dataclasses.replace(PRESETS["tiny"], max_epochs=1, verify_fast_paths=False)
+    result = train_model(get_spec("unet-resnet18"), config, pairs, pairs, out, progress=False)
+    return Path(result.checkpoint_path)
+
+
+@pytest.fixture(scope="session")
+def second_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """Another working network: the tiny one with its last layer nudged (a different model_version)."""
+    import torch
+
+    from annotator.segmentation.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    state = {k: v.clone() for k, v in ckpt.state_dict.items()}
+    last = [k for k in state if k.startswith("segmentation_head") and k.endswith("bias")][0]
+    state[last] += torch.tensor([0.05, -0.05])[: state[last].numel()]
+    path = tmp_path_factory.mktemp("second") / "model.pt"
+    save_checkpoint(path, ckpt.spec, state, preset=ckpt.preset, metrics=ckpt.metrics)
+    return path
+
+
+class BackendProcess:
+    def __init__(self, settings: Settings, *extra: str, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = settings.workspace_path / f"backend-{self.port}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "ml_backend.server", "--workspace", str(settings.workspace_path),
+               "--port", str(self.port), *extra]
+        child_env = {**os.environ, "ANNOTATOR_PREDICT_BACKEND": "eager", "ANNOTATOR_TORCH_THREADS": "2",
+                     "ANNOTATOR_LABELSTUDIO_PORT": str(settings.labelstudio_port), **(env or {})}
+        with self.log.open("wb") as fh:
+            self.process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"backend did not answer: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def start_backend():
+    """Start another backend process: ``start_backend(settings, *args)`` (the caller stops it)."""
+    return BackendProcess
+
+
+@pytest.fixture(scope="session")
+def backend(ls_settings, tiny_checkpoint, stored_images):
+    """Our ML backend serving the tiny checkpoint, as its own process."""
+    proc = BackendProcess(ls_settings, "--checkpoint", str(tiny_checkpoint))
+    try:
+        yield proc
+    finally:
+        proc.stop()

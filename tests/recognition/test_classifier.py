@@ -1,0 +1,146 @@
+import numpy as np
+import pytest
+import torch
+
+from annotator.errors import ModelError, TrainingError, UnknownNameError
+from annotator.imaging.io import read_image, read_mask
+from annotator.recognition import config as rconfig
+from annotator.recognition.classifier import (
+    ARCHITECTURES,
+    CLASSIFIER_PRESETS,
+    Classifier,
+    ClassifierConfig,
+    build_network,
+    load_local_weights,
+    target_layer,
+    train_classifier,
+)
+from annotator.recognition.dataset import samples_from_manifest
+from annotator.recognition.preprocessing import prepare
+from annotator.recognition.scorecam import saliency_for, score_cam
+
+
+def test_registry_names_match_the_light_config():
+    assert tuple(sorted(ARCHITECTURES)) == tuple(sorted(rconfig.CLASSIFIER_ARCHITECTURES))
+
+
+def test_unknown_architecture_lists_the_valid_ones():
+    with pytest.raises(UnknownNameError, match="densenet121, densenet161.*squeezenet"):
+        ClassifierConfig(arch="vgg16")
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_builds_with_its_head_and_score_cam_layer(arch):
+    net = build_network(arch, 3)
+    size = ARCHITECTURES[arch].min_input_px if "inception" in arch else 64
+    captured = []
+    handle = target_layer(net, arch).register_forward_hook(lambda m, i, o: captured.append(o))
+    with torch.inference_mode():
+        out = net.eval()(torch.rand(1, 3, size, size))
+    handle.remove()
+    assert out.shape == (1, 3)
+    assert captured[0].ndim == 4  # a spatial activation map for Score-CAM
+
+
+def test_small_input_for_inception_is_refused():
+    with pytest.raises(TrainingError, match="at least 75 px"):
+        ClassifierConfig(arch="inception_v3", input_size_px=64)
+
+
+def test_local_weights_file_is_loaded_and_a_foreign_one_refused(tmp_path):
+    source = build_network("squeezenet", 1000).net
+    path = tmp_path / "squeezenet.pt"
+    torch.save(source.state_dict(), path)
+    net = build_network("squeezenet", 3, weights_path=path).net
+    first = next(iter(source.state_dict()))
+    assert torch.equal(net.state_dict()[first], source.state_dict()[first])  # backbone taken over
+    torch.save({"foo": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(ModelError, match="no tensor matches"):
+        load_local_weights(build_network("squeezenet", 3).net, tmp_path / "foreign.pt")
+
+
+@pytest.fixture(scope="module")
+def trained(sample_root, tmp_path_factory):
+    """SqueezeNet at 64 px trained for a few epochs on 40 real CXRs: 20 non-COVID pneumonia, 20 normal."""
+    names = ["non_covid_pneumonia", "normal"]
+    samples = samples_from_manifest(sample_root, classes=names)
+    pick = [s for s in samples if s.cls == names[0]][:20] + [s for s in samples if s.cls == names[1]][:20]
+    images = [read_image(s.image_path) for s in pick]
+    labels = [names.index(s.cls) for s in pick]
+    cfg = ClassifierConfig(**{**CLASSIFIER_PRESETS["tiny"].__dict__, "epochs": 3, "preprocessing": "stack"})
+    arrays = [prepare(i, cfg.preprocessing, cfg.input_size_px) for i in images]
+    path = tmp_path_factory.mktemp("clf") / "model.pt"
+    steps = []
+    result = train_classifier(cfg, arrays, labels, names, path, progress=lambda d, t: steps.append((d, t)))
+    return result, images, labels, names, steps, pick
+
+
+def test_training_writes_a_checkpoint_that_predicts_probabilities(trained):
+    result, images, labels, names, steps, _ = trained
+    assert result.checkpoint_path.is_file() and result.model_version.startswith("cls-squeezenet-")
+    assert steps[-1][0] == steps[-1][1] > 0  # the progress callback reached its total
+    assert len(result.history) == 3 and all(h["images"] > 0 for h in result.history)
+    clf = Classifier.from_checkpoint(result.checkpoint_path)
+    assert clf.class_names == names and clf.model_version == result.model_version
+    proba = clf.predict_proba(images[:6])
+    assert proba.shape == (6, 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+
+
+def test_a_corrupt_checkpoint_is_a_model_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a classifier checkpoint"):
+        Classifier.from_checkpoint(bad)
+
+
+def test_one_class_only_is_refused(tmp_path):
+    arr = [np.zeros((64, 64, 3), np.float32)] * 4
+    with pytest.raises(TrainingError, match="at least 2 classes"):
+        train_classifier(CLASSIFIER_PRESETS["tiny"], arr, [0, 0, 0, 0], ["a", "b"], tmp_path / "m.pt")
+
+
+def test_score_cam_maps_of_a_trained_classifier(trained, sample_root):
+    result, images, *_ = trained
+    clf = Classifier.from_checkpoint(result.checkpoint_path)
+    image = images[0]
+    sal, cls = saliency_for(clf, image, None, None, max_maps=32)
+    assert sal.shape == (64, 64) and sal.dtype == np.float32
+    assert sal.min() == pytest.approx(0.0) and sal.max() == pytest.approx(1.0)
+    assert cls == int(np.argmax(clf.predict_proba([image])[0]))
+    # the segmented variant: a lung mask given, the map is computed on the lung-only input
+    seg_clf = Classifier(clf.model, ClassifierConfig(**{**clf.config.__dict__, "input_mode": "segmented"}),
+                         clf.class_names, clf.model_version)
+    lung = np.zeros(image.shape, np.uint8)
+    lung[image.shape[0] // 4 : 3 * image.shape[0] // 4, : image.shape[1] // 2] = 255
+    seg, _ = saliency_for(seg_clf, image, lung, 0, max_maps=32)
+    assert seg.shape == (64, 64) and not np.allclose(seg, sal)
+    with pytest.raises(ModelError, match="lung mask"):
+        seg_clf.prepare(image, None)
+
+
+def test_score_cam_weights_follow_the_class_score():
+    """A hand-built network with two maps (the image's left and right halves) whose class-0 logit is the
+    mean of the left half: the left map gets the larger weight, so the saliency lies on the left."""
+
+    class Halves(torch.nn.Module):
+        def forward(self, x):
+            left = torch.zeros_like(x[:, :1])
+            left[..., : x.shape[-1] // 2] = 1
+            return torch.cat([x[:, :1] * left, x[:, :1] * (1 - left)], 1)
+
+    class Left(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = Halves()
+
+        def forward(self, x):
+            f = self.features(x)
+            left = f[:, 0, :, : f.shape[-1] // 2].mean((1, 2))
+            return torch.stack([10 * left, torch.zeros_like(left)], 1)
+
+    x = torch.rand(1, 3, 32, 32)
+    net = Left()
+    sal, cls = score_cam(net, x, net.features, class_index=0, max_maps=None)
+    assert cls == 0
+    assert sal[:, :16].mean() > 2 * sal[:, 16:].mean()

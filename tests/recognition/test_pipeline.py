@@ -1,0 +1,132 @@
+"""End to end on a small real workspace: `annotator train-pipeline --preset tiny`, then `annotator predict`."""
+
+import json
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from annotator.cli.main import app
+from annotator.errors import ConfigError, TrainingError, UnknownNameError
+from annotator.recognition.config import load_pipeline_config
+from annotator.recognition.pipeline import TABLE_STEMS, train_pipeline
+from db.engine import session_scope
+from db.models import Model
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained_workspace(small_workspace):
+    ws = small_workspace.workspace_path
+    result = runner.invoke(app, ["-w", str(ws), "train-pipeline", "--preset", "tiny", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return small_workspace, result.output
+
+
+@pytest.mark.slow
+def test_train_pipeline_writes_every_table_plot_and_model(trained_workspace):
+    settings, output = trained_workspace
+    report = settings.reports_path / "recognition-tiny"
+    assert f"report: {report}" in output.replace("\n", "")
+    for stem in TABLE_STEMS.values():
+        assert (report / f"{stem}.csv").is_file() and (report / f"{stem}.md").is_file(), stem
+    names = {p.name for p in report.glob("*.png")}
+    for expected in ("confusion_detection_parallel.png", "confusion_detection_cascaded.png",
+                     "roc_covid-pneumonia-normal_squeezenet-plain-stack-64px.png",
+                     "confusion_covid-sars-mers_squeezenet-segmented-stack-64px.png",
+                     "quantification_opacity.png", "lung_training_curves.png"):
+        assert expected in names
+    assert any(n.startswith("scorecam_covid-pneumonia-normal_") for n in names)
+    readme = (report / "README.md").read_text()
+    assert "stated split: a patient-grouped" in readme
+    # the MERS class has 1 image: never a percentage
+    table10 = (report / "table_10_covid_sars_mers.csv").read_text().splitlines()
+    mers = [row for row in table10 if ",mers," in row]
+    assert mers and all(row.endswith("too few to measure") for row in mers)
+    assert all(",1," in row for row in mers)  # n = 1 stated beside it
+    results = json.loads((report / "results.json").read_text())
+    cm = results["classification"]["covid-pneumonia-normal"]["squeezenet-plain-stack-64px"]["confusion"]
+    assert sum(map(sum, cm)) == 52  # every image of the scheme in exactly one test fold
+    with session_scope(settings.database_url) as session:
+        tasks = sorted(session.scalars(select(Model.task).where(Model.stage == "pipeline")))
+    assert tasks.count("lung") == 1 and tasks.count("infection") == 2 and tasks.count("classifier") == 2
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_finished_models(trained_workspace):
+    settings, _ = trained_workspace
+    fold = settings.models_path / "recognition/tiny/classifiers/covid-pneumonia-normal/squeezenet-plain-stack-64px/fold-0.pt"
+    before = fold.stat().st_mtime_ns
+    result = runner.invoke(app, ["-w", str(settings.workspace_path), "train-pipeline", "--preset", "tiny", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert fold.stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_predict_prints_json_and_writes_the_png_report(trained_workspace, sample_root, tmp_path):
+    settings, _ = trained_workspace
+    image = sample_root / "images/covid/quex_covid_1579.jpg"
+    result = runner.invoke(app, ["-w", str(settings.workspace_path), "predict", str(image), "--json",
+                                 "--report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["image"] == str(image)
+    assert isinstance(data["covid_positive"], bool)
+    assert 0.0 <= data["infected_share"] <= 1.0
+    assert set(data["infected_share_per_lung"]) == {"image_left", "image_right"}
+    probs = data["classification"]["covid-pneumonia-normal"]["probabilities"]
+    assert set(probs) == {"covid", "non_covid_pneumonia", "normal"}
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+    assert data["lung_pixels"] > 0  # the lung network found lungs
+    png = tmp_path / "quex_covid_1579.report.png"
+    assert data["report_png"] == str(png) and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_refuses_a_corrupt_image(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = runner.invoke(app, ["-w", str(tmp_path), "predict", str(bad)])
+    assert result.exit_code == 1
+    assert "broken.jpg" in result.output
+
+
+def test_predict_without_a_trained_pipeline_says_what_to_run(tmp_path, sample_root):
+    result = runner.invoke(app, ["-w", str(tmp_path), "predict", str(sample_root / "images/covid/quex_covid_1579.jpg")])
+    assert result.exit_code == 1
+    assert "annotator train-pipeline" in result.output
+
+
+def test_missing_scheme_classes_and_too_many_folds_fail_before_training(small_workspace):
+    with session_scope(small_workspace.database_url) as session:
+        with pytest.raises(ConfigError, match="50 folds but only"):
+            train_pipeline(small_workspace, session, load_pipeline_config("tiny", folds=50), progress=False)
+
+
+def test_a_scheme_whose_classes_are_absent(tmp_path, sample_root):
+    from annotator.config import load_settings
+    from annotator.ingest.importer import import_items, list_items
+    from annotator.workspace import init_workspace
+
+    settings = load_settings(workspace=tmp_path / "ws")
+    init_workspace(settings)
+    items = [i for i in list_items(sample_root, "manifest") if getattr(i, "cls", None) == "normal"][:3]
+    with session_scope(settings.database_url) as session:
+        import_items(session, settings, items, "manifest")
+        with pytest.raises(TrainingError, match=r"needs classes .*'covid'.* the store has no .*normal 3"):
+            train_pipeline(settings, session, load_pipeline_config("tiny"), progress=False)
+
+
+def test_pipeline_config_file_and_its_errors(tmp_path):
+    good = tmp_path / "p.toml"
+    good.write_text('preset = "quick"\nfolds = 3\nnetworks = ["resnet18"]\n[classifier]\nepochs = 1\n')
+    cfg = load_pipeline_config("paper", good)
+    assert (cfg.preset, cfg.folds, cfg.networks, cfg.classifier.epochs) == ("quick", 3, ("resnet18",), 1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("fold = 3\n")
+    with pytest.raises(ConfigError, match="unknown pipeline setting.*'fold'.*valid:.*folds"):
+        load_pipeline_config("quick", bad)
+    with pytest.raises(UnknownNameError, match="paper, quick, tiny"):
+        load_pipeline_config("fast")
+    with pytest.raises(UnknownNameError, match="covid-pneumonia-normal, covid-sars-mers"):
+        load_pipeline_config("quick", schemes=("covid-tb",))

@@ -1,0 +1,91 @@
+"""The campaign simulator: scripted RAs and MDs (``workflows.simulator``) work the open Label Studio tasks
+through the real API, judging each prediction against the image's reference mask (the mask it was
+imported with). Then the normal sync path reads their annotations back, exactly as for people."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotator.config import Settings
+from annotator.imaging.io import read_mask
+from db.models import Image, Mask, Task
+from db.queries import reference_mask
+from workflows.simulator import ScriptedPeople
+
+log = logging.getLogger(__name__)
+
+VERIFY_DECISIONS = {"verified": "verified", "md_corrected": "corrected"}
+
+
+@dataclass
+class ActReport:
+    acted: dict[str, int] = field(default_factory=dict)
+    skipped_annotated: int = 0
+
+    def count(self, what: str) -> None:
+        self.acted[what] = self.acted.get(what, 0) + 1
+
+
+def _mask(settings: Settings, session: Session, mask_id: int, image: Image) -> np.ndarray:
+    row = session.get(Mask, mask_id)
+    return read_mask(settings.workspace_path / row.store_path, (image.height, image.width))
+
+
+def _truth(settings: Settings, session: Session, image: Image) -> np.ndarray | None:
+    ref = reference_mask(session, image.id, "lung")
+    return read_mask(settings.workspace_path / ref.store_path, (image.height, image.width)) if ref else None
+
+
+def act(session: Session, settings: Settings, ls, queue: str, people: ScriptedPeople) -> ActReport:
+    """Annotate every pushed, open task of ``queue`` that has no annotation yet in Label Studio."""
+    from annotator.labelstudio.acting import submit_annotation
+
+    report = ActReport()
+    tasks = list(session.scalars(select(Task).where(Task.queue == queue, Task.status == "open",
+                                                    Task.ls_task_id.is_not(None)).order_by(Task.id)))
+    if not tasks:
+        return report
+    annotated: set[int] = set()
+    for project_id in sorted({t.ls_project_id for t in tasks}):
+        annotated |= {a.ls_task_id for a in ls.fetch_annotations(project_id)}
+    for task in tasks:
+        if task.ls_task_id in annotated:  # acted before a crash, not yet synced: never twice
+            report.skipped_annotated += 1
+            continue
+        image = session.get(Image, task.image_id)
+        truth = _truth(settings, session, image)
+        text = None
+        mask = None
+        if queue == "ra_review":
+            pred = _mask(settings, session, task.payload["mask_id"], image)
+            verdict = people.review(pred, truth)
+            decision = verdict.decision
+            mask = verdict.mask if verdict.mask is not None else (pred if decision == "accept" else None)
+            text = {"unsure": f"unsure: DSC to reference {verdict.dsc:.2f}", "exclude": verdict.detail}.get(decision)
+        elif queue == "md_advice":
+            pred = _mask(settings, session, task.payload["mask_id"], image)
+            verdict = people.advise(pred, truth)
+            decision, text = "adjust", verdict.detail
+        elif queue == "ra_adjust":
+            pred = _mask(settings, session, task.payload["mask_id"], image)
+            verdict = people.adjust(pred, truth)
+            decision, mask = "adjusted", verdict.mask
+        elif queue == "best_of_six":
+            masks = [_mask(settings, session, m, image) for m in task.payload["mask_ids"]]
+            verdict = people.select(masks, truth)
+            decision = verdict.detail if verdict.decision == "select" else "deny"
+        elif queue == "md_verify":
+            current = _mask(settings, session, task.payload["mask_id"], image)
+            verdict = people.verify(current, truth)
+            decision = VERIFY_DECISIONS[verdict.decision]
+            mask = verdict.mask if verdict.mask is not None else current
+        else:  # pragma: no cover - the queues are a closed set
+            raise ValueError(queue)
+        submit_annotation(ls, task.ls_task_id, queue, decision, mask=mask, text=text, lead_time_s=verdict.lead_time_s)
+        report.count(decision)
+    return report

@@ -1,0 +1,244 @@
+"""`annotator demo`: the whole protocol on the sample set, with simulated people acting through a real
+Label Studio. Every step is one of the commands a user runs by hand (import, stage1 run, round next /
+sync / close with the MD queue, stage3 run / sync / close, stage4 sample / sync, export), each committed
+on its own, so a demo killed at any point resumes where it stopped when run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from annotator.config import Settings
+from annotator.errors import AnnotatorError
+from db.engine import session_scope
+
+log = logging.getLogger(__name__)
+
+MAX_MD_PASSES = 3
+
+
+def _sync(settings: Settings, ls, queues: tuple[str, ...]) -> dict:
+    from workflows.decisions import SyncReport, apply_annotation, load_handlers
+    from workflows.queues import sync
+
+    load_handlers()
+    report = SyncReport()
+    with session_scope(settings.database_url) as session:
+        for queue in queues:
+            sync(session, settings, ls, queue, apply_annotation, report)
+    return report.as_dict()
+
+
+def _push(settings: Settings, ls, queue: str) -> dict:
+    from workflows.queues import push
+
+    with session_scope(settings.database_url) as session:
+        return push(session, settings, ls, queue)
+
+
+def _act(settings: Settings, ls, queue: str, people) -> dict:
+    from workflows.campaign import act
+
+    with session_scope(settings.database_url) as session:
+        return act(session, settings, ls, queue, people).acted
+
+
+def _review_cycle(settings: Settings, ls, people) -> None:
+    """The RAs review the open round; unsure cases go to the MDs, whose advice the RAs then follow."""
+    from workflows.stage2 import open_round, undecided
+
+    _push(settings, ls, "ra_review")
+    _act(settings, ls, "ra_review", people)
+    _sync(settings, ls, ("ra_review",))
+    for _ in range(MAX_MD_PASSES):
+        _push(settings, ls, "md_advice")
+        _act(settings, ls, "md_advice", people)
+        _sync(settings, ls, ("md_advice",))
+        _push(settings, ls, "ra_adjust")
+        _act(settings, ls, "ra_adjust", people)
+        _sync(settings, ls, ("ra_adjust",))
+        with session_scope(settings.database_url) as session:
+            if undecided(session, open_round(session)) == 0:
+                return
+
+
+def start_backend(settings: Settings) -> subprocess.Popen | None:
+    """Our ML backend in its own process (it outlives the demo when Label Studio is left serving)."""
+    import requests
+
+    url = f"http://{settings.backend_host}:{settings.backend_port}/health"
+    try:
+        if requests.get(url, timeout=1).ok:
+            return None  # already serving
+    except requests.RequestException:
+        pass
+    log_path = settings.workspace_path / "backend.log"
+    cmd = [sys.executable, "-m", "annotator.cli.main", "--workspace", str(settings.workspace_path), "serve", "backend"]
+    proc = subprocess.Popen(cmd, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AnnotatorError(f"the ML backend exited at start (code {proc.returncode}); see {log_path}")
+        try:
+            if requests.get(url, timeout=1).ok:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.5)
+    proc.terminate()
+    raise AnnotatorError(f"the ML backend did not answer at {url} within 90 s; see {log_path}")
+
+
+def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, preset: str = "demo",
+             serve: bool = True, say: Callable[[str], None] = print, seed: int = 0) -> dict:
+    from annotator.ingest.importer import import_items, list_items
+    from annotator.labelstudio.client import LabelStudio
+    from annotator.labelstudio.server import start_server, stop_server
+    from annotator.workspace import init_workspace
+    from db.queries import working_model
+    from workflows.report import write_report
+    from workflows.session import working_predictor
+    from workflows.simulator import ScriptedPeople, SimulationPolicy
+    from workflows.stage1 import run_stage1
+    from workflows.stage2 import close_round, open_round, stage2_mask_count, start_round, undecided
+    from workflows.stage3 import close_stage3, run_stage3, stage3_round
+    from workflows.stage4 import finish, sample
+    from workflows.export import export_covid_qu_ex
+
+    started = time.monotonic()
+    data = settings.sample_data_path
+    if data is None:
+        raise AnnotatorError("no sample set found; set ANNOTATOR_SAMPLE_DATA to the folder holding manifest.csv")
+    init_workspace(settings)
+    url = settings.database_url
+    people = ScriptedPeople(SimulationPolicy(accept_dsc=settings.accept_dsc, seed=seed))
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t0: float) -> None:
+        timings[name] = round(time.monotonic() - t0, 1)
+        say(f"  {name}: {timings[name]:.0f} s")
+
+    say("== import the sample set")
+    t0 = time.monotonic()
+    with session_scope(url) as session:
+        summary = import_items(session, settings, list_items(data, "manifest"), "manifest", checkpoint=session.commit)
+    say(f"  {summary.images_added} images added, {summary.images_known} already there, "
+        f"{dict(summary.masks_added)} masks added, {len(summary.failures)} failures")
+    lap("import", t0)
+
+    say("== Label Studio")
+    t0 = time.monotonic()
+    info = start_server(settings)
+    ls = LabelStudio(settings)
+    say(f"  {info.url} (user {settings.labelstudio_username}, password {settings.labelstudio_password})")
+    lap("labelstudio", t0)
+
+    say(f"== Stage I: three U-Net variants, preset {preset}")
+    t0 = time.monotonic()
+    with session_scope(url) as session:
+        result = run_stage1(session, settings, preset=preset, progress=True)
+    for v in result.variants:
+        say(f"  {v.spec}: val DSC {v.metrics.get('val_dsc', float('nan')):.4f}, held-out test DSC "
+            f"{v.metrics.get('test_dsc', float('nan')):.4f}{'  <- working' if v.is_working else ''}")
+    lap("stage1", t0)
+
+    backend = start_backend(settings)
+    with session_scope(url) as session:
+        project_id = ls.ensure_project("ra_review")
+    try:
+        ls.connect_backend(project_id, f"http://{settings.backend_host}:{settings.backend_port}", settings.backend_token)
+    except AnnotatorError as exc:  # the queues work without it; predictions are imported inline
+        say(f"  (ML backend not connected: {exc})")
+
+    say(f"== Stage II: rounds of {round_size} until {target} masks")
+    t0 = time.monotonic()
+    while True:
+        with session_scope(url) as session:
+            current = open_round(session)
+            made = stage2_mask_count(session)
+            if current is None and made >= target:
+                break
+            if current is None:
+                predictor = working_predictor(session, settings)
+                rep = start_round(session, settings, predictor, size=round_size, seed=seed + made,
+                                  require_reference=True, target=target)
+                say(f"  round {rep.number}: {rep.size} images predicted by {rep.model_version} "
+                    f"({rep.qc_flagged} flagged by QC)")
+        _review_cycle(settings, ls, people)
+        with session_scope(url) as session:
+            summary = close_round(session, settings, preset, progress=True)
+        say(f"  round {summary['round']} closed: accepted unedited {summary['accepted_unedited_share']:.0%}, "
+            f"DSC prediction->final {summary['prediction_dsc_to_final']:.4f}, decisions {summary['decisions']}, "
+            f"new working network {summary['new_model_version']} val DSC {summary['val_dsc']:.4f}")
+    lap("stage2", t0)
+
+    say("== Stage III: six networks, best of six on every remaining image")
+    t0 = time.monotonic()
+    with session_scope(url) as session:
+        s3 = stage3_round(session)
+        if s3 is None or s3.status != "closed":
+            rep = run_stage3(session, settings, preset, require_reference=True, progress=True)
+            say(f"  {rep.candidates} images nominated; networks {', '.join(rep.networks)}")
+    _push(settings, ls, "best_of_six")
+    _act(settings, ls, "best_of_six", people)
+    _sync(settings, ls, ("best_of_six",))
+    with session_scope(url) as session:
+        s3summary = close_stage3(session, settings, preset, progress=True)
+    say(f"  picks {s3summary.get('picks_by_network')}, denied {s3summary.get('denied')}; main network "
+        f"{s3summary.get('main_network')} ({s3summary.get('main_model_version')}), "
+        f"val DSC {s3summary.get('val_dsc')}")
+    with session_scope(url) as session:
+        from db.queries import count_in_states
+
+        denied = count_in_states(session, ["denied"])
+    if denied:
+        say(f"  {denied} denied image(s) go through a Stage II round")
+        with session_scope(url) as session:
+            if open_round(session) is None:
+                predictor = working_predictor(session, settings)
+                start_round(session, settings, predictor, size=denied, seed=seed, require_reference=True,
+                            target=stage2_mask_count(session) + denied)
+        _review_cycle(settings, ls, people)
+        with session_scope(url) as session:
+            close_round(session, settings, preset, progress=True)
+    lap("stage3", t0)
+
+    say("== Stage IV: MD verification of a stratified 20% sample")
+    t0 = time.monotonic()
+    with session_scope(url) as session:
+        s4 = sample(session, settings, 0.2, seed)
+    say(f"  {s4['sampled']} of {s4.get('repository', '?')} repository images sampled")
+    _push(settings, ls, "md_verify")
+    _act(settings, ls, "md_verify", people)
+    _sync(settings, ls, ("md_verify",))
+    with session_scope(url) as session:
+        splits = finish(session, seed)
+    say(f"  splits: {splits['splits']}")
+    lap("stage4", t0)
+
+    with session_scope(url) as session:
+        exported = export_covid_qu_ex(session, settings, settings.exports_path / "covid-qu-ex")
+        from workflows.engine import replay_all
+
+        replayed = replay_all(session)
+        total = time.monotonic() - started
+        report = write_report(session, settings.reports_path / "campaign", extra={
+            "preset": preset, "round size": round_size, "target": target,
+            "final states": replayed, "splits": splits["splits"], "exported": exported.by_split,
+            "minutes": round(total / 60, 1), "timings (s)": timings,
+            "working network": working_model(session).model_version,
+        })
+    say(f"== export: {exported.images} images to {exported.out_path}")
+    say(f"== report: {report['markdown']} and {report['png']}")
+    if serve:
+        say(f"Label Studio keeps serving at {info.url} (user {settings.labelstudio_username}, "
+            f"password {settings.labelstudio_password}); stop it with `annotator labelstudio stop`")
+    else:
+        stop_server(settings)
+        if backend is not None:
+            backend.terminate()
+    return {"report": report, "splits": splits, "replayed": replayed, "minutes": total / 60, "timings": timings}

@@ -1,0 +1,88 @@
+"""The gateway between the protocol's tasks (``tasks`` rows) and Label Studio's projects: push what is
+not pushed yet, read back what people decided. Both are idempotent (our key in the task data, decisions
+keyed by annotation id and update time), so any of them can be re-run after a crash."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotator.config import Settings
+from annotator.imaging.io import read_mask
+from db.models import Image, Mask, Task
+
+log = logging.getLogger(__name__)
+
+QUEUE_ORDER = ("ra_review", "md_advice", "ra_adjust", "best_of_six", "md_verify")
+# what each queue shows besides the image: the prediction (or current) mask as a brush prediction
+SHOWS_MASK = {"ra_review": True, "md_advice": True, "ra_adjust": True, "best_of_six": False, "md_verify": True}
+
+
+def _task_in(settings: Settings, session: Session, task: Task):
+    from annotator.labelstudio.client import TaskIn
+
+    image = session.get(Image, task.image_id)
+    payload = task.payload or {}
+    image_path = settings.workspace_path / payload.get("image_path", image.store_path)
+    mask = None
+    if SHOWS_MASK[task.queue] and payload.get("mask_id"):
+        row = session.get(Mask, payload["mask_id"])
+        mask = read_mask(settings.workspace_path / row.store_path, (image.height, image.width))
+    extra = {k: payload[k] for k in ("qc", "ra_case", "advice") if k in payload}
+    if task.queue == "md_advice":
+        extra.setdefault("ra_case", "")
+    if task.queue == "ra_adjust":
+        extra.setdefault("advice", "")
+    return TaskIn(image_id=image.id, queue=task.queue, image_path=image_path, round_id=task.round_id,
+                  prediction_mask=mask, model_version=task.model_version or "none" if mask is not None else None,
+                  score=payload.get("score"), extra=extra)
+
+
+def push(session: Session, settings: Settings, ls, queue: str, progress: Callable[[int], None] | None = None) -> dict:
+    """Push the open tasks of ``queue`` that Label Studio does not have yet; record their ids."""
+    pending = list(session.scalars(select(Task).where(Task.queue == queue, Task.status == "open",
+                                                      Task.ls_task_id.is_(None)).order_by(Task.id)))
+    if not pending:
+        return {"queue": queue, "pushed": 0, "failed": {}}
+    project_id = ls.ensure_project(queue)
+    result = ls.import_tasks(project_id, [_task_in(settings, session, t) for t in pending], progress=progress)
+    from annotator.labelstudio.client import task_key
+
+    for task in pending:
+        key = task_key(task.queue, task.round_id, task.image_id)
+        if key in result.task_ids:
+            task.ls_project_id = project_id
+            task.ls_task_id = result.task_ids[key]
+        elif key in result.failed:
+            task.status = "invalid"
+            task.payload = {**task.payload, "push_error": result.failed[key]}
+    session.flush()
+    return {"queue": queue, "project_id": project_id, "pushed": len(result.task_ids), "created": result.created,
+            "failed": result.failed}
+
+
+def latest_annotations(annotations: list) -> dict[int, object]:
+    """The newest annotation of each task (a person may have submitted twice)."""
+    best: dict[int, object] = {}
+    for a in annotations:
+        old = best.get(a.ls_task_id)
+        if old is None or (str(a.updated_at or ""), a.ls_annotation_id) > (str(old.updated_at or ""), old.ls_annotation_id):
+            best[a.ls_task_id] = a
+    return best
+
+
+def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, report) -> None:
+    """Read back every annotation of ``queue``'s project and hand each to ``apply`` (which records it once)."""
+    project_ids = set(session.scalars(select(Task.ls_project_id).where(Task.queue == queue,
+                                                                        Task.ls_project_id.is_not(None))))
+    for project_id in sorted(project_ids):
+        by_task = {t.ls_task_id: t for t in session.scalars(select(Task).where(Task.ls_project_id == project_id,
+                                                                                Task.queue == queue))}
+        for ls_task_id, annotation in sorted(latest_annotations(ls.fetch_annotations(project_id)).items()):
+            task = by_task.get(ls_task_id)
+            if task is None:
+                continue  # a task someone added by hand in Label Studio: not ours
+            apply(session, settings, task, annotation, report)

@@ -1,0 +1,120 @@
+"""Retraining on the grown repository: after each Stage II round (fine-tune the working network) and in
+Stage III (six networks, then the most-picked one). The validation set stays fixed across rounds (Stage
+I's held-out ``val`` part of the seed set), so the DSC of successive working networks can be compared.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotator.config import Settings
+from annotator.errors import AnnotatorError
+from annotator.imaging.io import read_image, read_mask
+from db.models import Image, Mask, Model, SplitMember
+from db.queries import current_mask, working_model
+from workflows.protocol import IN_REPOSITORY
+
+log = logging.getLogger(__name__)
+
+HELD_OUT = ("val", "test")  # Stage I's fixed parts, never trained on
+
+
+@dataclass(frozen=True)
+class RepositoryData:
+    train: list[tuple[np.ndarray, np.ndarray]]
+    val: list[tuple[np.ndarray, np.ndarray]]
+    train_image_ids: list[int]
+    val_image_ids: list[int]
+    train_mask_ids: list[int]
+
+
+def _held_out(session: Session) -> dict[int, str]:
+    rows = session.execute(select(SplitMember.image_id, SplitMember.split).where(
+        SplitMember.name == "stage1", SplitMember.split.in_(HELD_OUT))).all()
+    protocol_test = session.scalars(select(SplitMember.image_id).where(
+        SplitMember.name == "protocol", SplitMember.split == "test")).all()
+    out = {i: s for i, s in rows}
+    out.update({i: "protocol-test" for i in protocol_test})
+    return out
+
+
+def repository_data(session: Session, settings: Settings) -> RepositoryData:
+    """(image, current lung mask) pairs of the repository, minus the fixed held-out images; the fixed
+    validation pairs (Stage I's ``val`` part)."""
+    held = _held_out(session)
+    root = settings.workspace_path
+    train, train_ids, mask_ids, val, val_ids = [], [], [], [], []
+    for image in session.scalars(select(Image).where(Image.state.in_(IN_REPOSITORY)).order_by(Image.id)):
+        if image.id in held:
+            continue
+        mask = current_mask(session, image.id, "lung")
+        if mask is None or mask.origin == "model":
+            continue
+        pixels = read_image(root / image.store_path)
+        train.append((pixels, read_mask(root / mask.store_path, pixels.shape)))
+        train_ids.append(image.id)
+        mask_ids.append(mask.id)
+    for image_id in sorted(i for i, s in held.items() if s == "val"):
+        image = session.get(Image, image_id)
+        mask = session.scalar(select(Mask).where(Mask.image_id == image_id, Mask.kind == "lung", Mask.origin == "seed")
+                              .order_by(Mask.version.desc()).limit(1))
+        if image is None or mask is None:
+            continue
+        pixels = read_image(root / image.store_path)
+        val.append((pixels, read_mask(root / mask.store_path, pixels.shape)))
+        val_ids.append(image_id)
+    if not val:
+        raise AnnotatorError("no fixed validation set: run `annotator stage1 run` first")
+    if not train:
+        raise AnnotatorError("the repository is empty: nothing to train on")
+    return RepositoryData(train, val, train_ids, val_ids, mask_ids)
+
+
+def train_on_repository(session: Session, settings: Settings, spec_name: str, preset: str, stage: str, *,
+                        init_from: Model | None = None, data: RepositoryData | None = None, progress: bool = True,
+                        make_working: bool = False) -> Model:
+    """Train ``spec_name`` on the repository (fine-tuning ``init_from`` when given) and register it."""
+    from annotator.segmentation.registry import get_spec
+    from annotator.segmentation.train import get_preset, train_model
+    from workflows.stage1 import mark_working, register_model
+
+    data = data or repository_data(session, settings)
+    spec = get_spec(spec_name)
+    config = get_preset(preset)
+    weights = settings.workspace_path / init_from.checkpoint_path if init_from is not None else None
+    snapshot = {"stage": stage, "n_train": len(data.train), "train_image_ids": data.train_image_ids,
+                "train_mask_ids": data.train_mask_ids, "val_image_ids": data.val_image_ids,
+                "init_from": init_from.model_version if init_from else None}
+    out_dir = settings.models_path / stage / spec.name
+    result = train_model(spec, config, data.train, data.val, out_dir, progress=progress, snapshot=snapshot,
+                         weights_path=weights)
+    final = settings.models_path / f"{result.model_version}.pt"
+    if not final.exists():
+        shutil.copyfile(result.checkpoint_path, final)
+    onnx = Path(result.checkpoint_path).with_name(f"{result.model_version}.onnx")
+    if onnx.is_file() and not final.with_suffix(".onnx").exists():
+        shutil.copyfile(onnx, final.with_suffix(".onnx"))
+    row = register_model(session, model_version=result.model_version, spec=spec.name, preset=config.name,
+                         checkpoint_path=str(final.relative_to(settings.workspace_path)), metrics=result.metrics,
+                         snapshot=snapshot, stage=stage, parent_version=init_from.model_version if init_from else None)
+    if make_working:
+        mark_working(session, row)
+    log.info("%s trained on %d repository masks: val DSC %.4f", row.model_version, len(data.train),
+             result.metrics.get("val_dsc", float("nan")))
+    return row
+
+
+def fine_tune_working(session: Session, settings: Settings, preset: str, stage: str, progress: bool = True) -> Model:
+    """After a round: the working network, fine-tuned on the grown repository, becomes the working one."""
+    current = working_model(session)
+    if current is None:
+        raise AnnotatorError("no working network: run `annotator stage1 run` first")
+    return train_on_repository(session, settings, current.spec, preset, stage, init_from=current,
+                               progress=progress, make_working=True)

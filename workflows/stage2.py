@@ -1,0 +1,275 @@
+"""Stage II, collaborative evaluation: rounds of images pre-labelled by the working network and judged
+by RAs (accept / reject + edit / unsure -> MD advice -> RA adjust / exclude).
+
+The functions here work on the DB session they are given (the CLI commits). Label Studio is reached only
+through the ``queues`` gateway (``workflows.gateway``), so a sync re-run after a crash reads the same
+annotations and records nothing twice: each decision is keyed by its Label Studio annotation id and
+update time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from annotator.config import Settings
+from annotator.errors import AnnotatorError
+from annotator.imaging.io import read_image, read_mask
+from annotator.ingest.importer import add_mask
+from db.models import Decision, Image, Mask, Round, Task
+from db.queries import reference_mask, working_model
+from workflows import engine, protocol
+from workflows.qc import check_lung_mask
+from workflows.decisions import HANDLERS, SyncReport, new_task, prediction_mask as _prediction_mask
+from workflows.sampling import Candidate, choose
+
+log = logging.getLogger(__name__)
+
+STAGE = 2
+OPEN_STATES = ("predicted", "rejected", "unsure", "md_advised")  # a round is undecided while any image is here
+STAGE2_MADE = ("accepted", "corrected", "adjusted")  # masks Stage II adds to the repository
+
+
+@dataclass
+class RoundReport:
+    round_id: int
+    number: int
+    size: int
+    strategy: str
+    model_version: str
+    qc_flagged: int = 0
+
+
+def open_round(session: Session, stage: int = STAGE) -> Round | None:
+    return session.scalar(select(Round).where(Round.stage == stage, Round.status == "open").order_by(Round.id.desc()).limit(1))
+
+
+def stage2_mask_count(session: Session) -> int:
+    """Masks Stage II has added to the repository (the target counts these)."""
+    return session.scalar(select(func.count(Image.id)).where(Image.state.in_(STAGE2_MADE))) or 0
+
+
+def candidates(session: Session, require_reference: bool = False) -> list[Image]:
+    """Images a round may take: never judged (pool) or denied in Stage III."""
+    images = list(session.scalars(select(Image).where(Image.state.in_(("pool", "denied"))).order_by(Image.id)))
+    if require_reference:
+        with_ref = set(session.scalars(select(Mask.image_id).where(Mask.kind == "lung", Mask.origin == "seed")))
+        images = [i for i in images if i.id in with_ref]
+    return images
+
+
+def mask_uncertainty(prob: np.ndarray) -> float:
+    """Mean binary entropy (bits) of a probability map: high where the network hesitates."""
+    p = np.clip(prob.astype(np.float64), 1e-6, 1 - 1e-6)
+    return float(np.mean(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))))
+
+
+def start_round(session: Session, settings: Settings, predictor, *, size: int, strategy: str = "stratified",
+                seed: int = 0, require_reference: bool = False, target: int | None = None,
+                on_image: Callable[[], None] | None = None) -> RoundReport:
+    """Choose the next images, predict them with the working network, QC each mask, create RA review tasks.
+
+    Nothing is pushed to Label Studio here (``push_tasks`` does that, idempotently).
+    """
+    if open_round(session) is not None:
+        r = open_round(session)
+        raise AnnotatorError(f"round {r.number} is still open: run `annotator round sync`, then `annotator round close`")
+    model = working_model(session)
+    if model is None:
+        raise AnnotatorError("no working network: run `annotator stage1 run` first")
+    if predictor.model_version != model.model_version:
+        raise AnnotatorError(f"the predictor serves {predictor.model_version}, the working network is {model.model_version}")
+    mark_seed_images(session)
+    target = settings.target_masks if target is None else target
+    made = stage2_mask_count(session)
+    if target < made:
+        raise AnnotatorError(f"the target ({target}) is below the masks Stage II already made ({made}); raise it")
+    if made >= target:
+        raise AnnotatorError(f"the target of {target} Stage II masks is reached ({made}); go on with `annotator stage3 run`")
+    pool = candidates(session, require_reference)
+    if not pool:
+        raise AnnotatorError("no image is left to evaluate (none in the pool or denied)")
+    size = min(size, len(pool), target - made)
+    if strategy == "uncertainty":
+        rng = random.Random(seed)
+        scored = rng.sample(pool, min(len(pool), 5 * size))  # score a bounded share of a large pool
+        probs = predictor.predict_proba([read_image(settings.workspace_path / i.store_path) for i in scored])
+        cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr, mask_uncertainty(p))
+                 for i, p in zip(scored, probs, strict=True)]
+    else:
+        cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr) for i in pool]
+    chosen = set(choose(strategy, cands, size, seed))
+    number = (session.scalar(select(func.max(Round.number)).where(Round.stage == STAGE)) or 0) + 1
+    round_ = Round(stage=STAGE, number=number, size=len(chosen), strategy=strategy, status="open",
+                   model_version=model.model_version)
+    session.add(round_)
+    session.flush()
+    images = [i for i in pool if i.id in chosen]
+    report = RoundReport(round_.id, number, len(images), strategy, model.model_version)
+    batch = 16
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        masks = predictor.predict([read_image(settings.workspace_path / i.store_path) for i in chunk])
+        for image, mask in zip(chunk, masks, strict=True):
+            row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
+                           model_version=model.model_version, skip_if_same=False)
+            qc = check_lung_mask(mask)
+            report.qc_flagged += int(not qc.ok)
+            engine.move(session, image, "predict", actor="system", role="system", round_id=round_.id,
+                        model_version=model.model_version)
+            session.add(Task(image_id=image.id, round_id=round_.id, queue="ra_review", model_version=model.model_version,
+                             status="open", payload={"mask_id": row.id, "qc": qc.text, "qc_ok": qc.ok}))
+            if on_image:
+                on_image()
+    session.flush()
+    return report
+
+
+# -- decisions of this stage's queues ---------------------------------------------------------------
+def _accept(session, settings, task, image, annotation, decision, kw, report):
+    engine.move(session, image, "accept", **kw)
+    add_mask(session, settings, image, "lung", _prediction_mask(session, settings, task, image), origin="ra_accepted",
+             author=kw["actor"], model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+
+
+def _reject(session, settings, task, image, annotation, decision, kw, report):
+    engine.move(session, image, "reject", **kw)
+    add_mask(session, settings, image, "lung", annotation.mask, origin="ra_edited", author=kw["actor"],
+             model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+    engine.move(session, image, "correct", **kw)
+
+
+def _unsure(session, settings, task, image, annotation, decision, kw, report):
+    engine.move(session, image, "doubt", **kw)
+    new_task(session, task, "md_advice", {"mask_id": task.payload["mask_id"], "ra_case": annotation.comment or "",
+                                           "qc": task.payload.get("qc", "")}, report)
+
+
+def _exclude(session, settings, task, image, annotation, decision, kw, report):
+    engine.move(session, image, "exclude", **kw)
+    image.attributes = {**image.attributes, "excluded_reason": annotation.comment or "excluded by RA"}
+
+
+def _md_adjust(session, settings, task, image, annotation, decision, kw, report):
+    engine.move(session, image, "advise", **kw)
+    new_task(session, task, "ra_adjust", {"mask_id": task.payload["mask_id"], "advice": annotation.comment or ""},
+              report)
+
+
+def _md_accept(session, settings, task, image, annotation, decision, kw, report):
+    """The MD finds the prediction right: advised and adjusted in one go, the prediction kept."""
+    engine.move(session, image, "advise", **kw)
+    engine.move(session, image, "adjust", **kw)
+    add_mask(session, settings, image, "lung", _prediction_mask(session, settings, task, image), origin="md_adjusted",
+             author=kw["actor"], model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+
+
+def _md_exclude(session, settings, task, image, annotation, decision, kw, report):
+    engine.move(session, image, "exclude", **kw)
+    image.attributes = {**image.attributes, "excluded_reason": annotation.comment or "excluded by MD"}
+
+
+def _ra_adjusted(session, settings, task, image, annotation, decision, kw, report):
+    engine.move(session, image, "adjust", **kw)
+    add_mask(session, settings, image, "lung", annotation.mask, origin="md_adjusted", author=kw["actor"],
+             model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+
+
+HANDLERS.update({
+    ("ra_review", "accept"): _accept,
+    ("ra_review", "reject"): _reject,
+    ("ra_review", "unsure"): _unsure,
+    ("ra_review", "exclude"): _exclude,
+    ("md_advice", "adjust"): _md_adjust,
+    ("md_advice", "accept"): _md_accept,
+    ("md_advice", "exclude"): _md_exclude,
+    ("ra_adjust", "adjusted"): _ra_adjusted,
+})
+
+
+def undecided(session: Session, round_: Round) -> int:
+    """Images of the round still waiting for a person."""
+    ids = select(Task.image_id).where(Task.round_id == round_.id)
+    return session.scalar(select(func.count(Image.id)).where(Image.id.in_(ids), Image.state.in_(OPEN_STATES))) or 0
+
+
+def round_summary(session: Session, settings: Settings, round_: Round) -> dict:
+    """Per round: decisions by kind, share accepted unedited, mean DSC of the predictions to the final
+    masks, and the people's minutes."""
+    from annotator.evaluation.metrics import dice
+
+    decisions = list(session.scalars(select(Decision).where(Decision.round_id == round_.id, Decision.valid.is_(True))))
+    by_kind: dict[str, int] = {}
+    for d in decisions:
+        by_kind[d.decision] = by_kind.get(d.decision, 0) + 1
+    tasks = list(session.scalars(select(Task).where(Task.round_id == round_.id, Task.queue == "ra_review")))
+    review_ids = {t.id for t in tasks}
+    reviews = [d for d in decisions if d.task_id in review_ids]
+    accepted = sum(1 for d in reviews if d.decision == "accept")
+    scores = []
+    root = settings.workspace_path
+    for task in tasks:
+        image = session.get(Image, task.image_id)
+        if image.state not in protocol.IN_REPOSITORY:
+            continue
+        final = session.scalar(select(Mask).where(Mask.image_id == image.id, Mask.kind == "lung",
+                                                  Mask.origin != "model").order_by(Mask.version.desc()).limit(1))
+        pred = session.get(Mask, task.payload["mask_id"])
+        if final is not None and pred is not None:
+            shape = (image.height, image.width)
+            scores.append(dice(read_mask(root / pred.store_path, shape), read_mask(root / final.store_path, shape)))
+    return {
+        "round": round_.number, "images": round_.size, "model_version": round_.model_version,
+        "decisions": by_kind, "reviews": len(reviews),
+        "accepted_unedited_share": accepted / len(reviews) if reviews else None,
+        "prediction_dsc_to_final": float(np.mean(scores)) if scores else None,
+        "ra_minutes": round(sum((d.lead_time_s or 0.0) for d in decisions if d.role == "RA") / 60.0, 2),
+        "md_minutes": round(sum((d.lead_time_s or 0.0) for d in decisions if d.role == "MD") / 60.0, 2),
+    }
+
+
+def close_round(session: Session, settings: Settings, preset: str, progress: bool = True) -> dict:
+    """Refuse while images of the open round are undecided; else fine-tune the working network on the
+    grown repository, make it the working one and store the round's summary (with its validation DSC)."""
+    from datetime import datetime, timezone
+
+    from workflows.retrain import fine_tune_working
+
+    round_ = open_round(session)
+    if round_ is None:
+        raise AnnotatorError("no open round: start one with `annotator round next`")
+    waiting = undecided(session, round_)
+    if waiting:
+        raise AnnotatorError(f"round {round_.number}: {waiting} image(s) are still undecided; "
+                             "let the RAs/MDs finish, then `annotator round sync` (and `annotator md queue --sync`)")
+    before = working_model(session)
+    model = fine_tune_working(session, settings, preset, stage=f"round-{round_.number}", progress=progress)
+    summary = round_summary(session, settings, round_)
+    summary.update({"previous_model_version": before.model_version if before else None,
+                    "new_model_version": model.model_version,
+                    "val_dsc_before": (before.metrics or {}).get("val_dsc") if before else None,
+                    "val_dsc": (model.metrics or {}).get("val_dsc"),
+                    "repository_stage2_masks": stage2_mask_count(session)})
+    round_.summary = summary
+    round_.status = "closed"
+    round_.closed_at = datetime.now(timezone.utc)
+    session.flush()
+    return summary
+
+
+def mark_seed_images(session: Session, datasets: tuple[str, ...] = ("Montgomery", "Shenzhen")) -> int:
+    """Stage I's seed set (hand-drawn masks of ``datasets``) is the first repository: pool -> seed, once."""
+    with_seed = select(Mask.image_id).where(Mask.kind == "lung", Mask.origin == "seed")
+    images = session.scalars(select(Image).where(Image.state == "pool", Image.id.in_(with_seed),
+                                                 func.lower(Image.dataset).in_([d.lower() for d in datasets])))
+    moved = 0
+    for image in images:
+        engine.move(session, image, "seed", actor="system", role="system")
+        moved += 1
+    return moved

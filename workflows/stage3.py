@@ -1,0 +1,185 @@
+"""Stage III, collaborative selection: six networks trained on the repository predict every remaining
+image; RAs pick the best of six (``m1``..``m6``) on a pre-rendered overlay grid, or deny all. The most
+picked network, retrained on the extended repository, becomes the main (working) network; denied images
+go back through Stage II rounds.
+
+The six: U-Net, U-Net++ and FPN, each with a ResNet18 and a DenseNet121 encoder, the two lightest encoder
+families of the registry (13-30 M parameters), so six trainings fit on two CPU cores, while the pair still
+contrasts residual and dense encoders under each decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from annotator.config import Settings
+from annotator.errors import AnnotatorError
+from annotator.imaging.io import read_image, write_png
+from annotator.imaging.overlay import overlay_fill
+from annotator.ingest.importer import add_mask
+from db.models import Decision, Image, Model, Round, Task
+from workflows import engine
+from workflows.decisions import HANDLERS, prediction_mask
+
+log = logging.getLogger(__name__)
+
+STAGE = 3
+NETWORKS: tuple[str, ...] = ("unet-resnet18", "unetplusplus-resnet18", "fpn-resnet18",
+                             "unet-densenet121", "unetplusplus-densenet121", "fpn-densenet121")
+GRID_CELL_PX = 256
+
+
+@dataclass
+class Stage3Report:
+    round_id: int
+    networks: list[str]
+    model_versions: list[str]
+    candidates: int
+
+
+def stage3_round(session: Session) -> Round | None:
+    return session.scalar(select(Round).where(Round.stage == STAGE).order_by(Round.id.desc()).limit(1))
+
+
+def overlay_grid(gray: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    """A 2x3 grid of the six masks on the image, each cell labelled m1..m6 (what the RA picks from)."""
+    cells = []
+    for k, mask in enumerate(masks, start=1):
+        cell = overlay_fill(gray, mask)
+        scale = GRID_CELL_PX / max(cell.shape[:2])
+        cell = cv2.resize(cell, (round(cell.shape[1] * scale), round(cell.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        canvas = np.zeros((GRID_CELL_PX, GRID_CELL_PX, 3), np.uint8)
+        canvas[: cell.shape[0], : cell.shape[1]] = cell
+        cv2.putText(canvas, f"m{k}", (6, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 0), 2, cv2.LINE_AA)
+        cells.append(canvas)
+    while len(cells) < 6:
+        cells.append(np.zeros((GRID_CELL_PX, GRID_CELL_PX, 3), np.uint8))
+    return np.vstack([np.hstack(cells[:3]), np.hstack(cells[3:6])])
+
+
+def run_stage3(session: Session, settings: Settings, preset: str, *, networks: tuple[str, ...] = NETWORKS,
+               progress: bool = True, limit: int | None = None, require_reference: bool = False,
+               on_image: Callable[[], None] | None = None) -> Stage3Report:
+    """Train the six networks (resumable), predict every image of the pool with each, create the
+    best-of-six tasks. A second run after success does nothing new."""
+    from annotator.segmentation.predict import Predictor
+    from workflows.retrain import repository_data, train_on_repository
+    from workflows.stage2 import candidates
+
+    existing = stage3_round(session)
+    if existing is not None:
+        versions = existing.summary.get("model_versions", [])
+        count = session.scalar(select(func.count(Task.id)).where(Task.round_id == existing.id)) or 0
+        return Stage3Report(existing.id, list(networks), versions, count)
+    if len(networks) != 6:
+        raise AnnotatorError(f"Stage III compares six networks, {len(networks)} given")
+    data = repository_data(session, settings)
+    models: list[Model] = []
+    for name in networks:
+        models.append(train_on_repository(session, settings, name, preset, stage="stage3", data=data, progress=progress))
+    predictors = [Predictor.from_checkpoint(settings.workspace_path / m.checkpoint_path, backend="eager") for m in models]
+    round_ = Round(stage=STAGE, number=1, size=0, strategy="all-remaining", status="open",
+                   summary={"networks": list(networks), "model_versions": [m.model_version for m in models]})
+    session.add(round_)
+    session.flush()
+    pool = [i for i in candidates(session, require_reference) if i.state == "pool"]
+    if limit is not None:
+        pool = pool[:limit]
+    for image in pool:
+        gray = read_image(settings.workspace_path / image.store_path)
+        mask_ids = []
+        masks = []
+        for model, predictor in zip(models, predictors, strict=True):
+            mask = predictor.predict([gray])[0]
+            masks.append(mask)
+            row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
+                           model_version=model.model_version, skip_if_same=False)
+            mask_ids.append(row.id)
+        grid_rel = f"store/overlays/stage3/{image.sha256[:2]}/{image.sha256}.png"
+        write_png(settings.workspace_path / grid_rel, overlay_grid(gray, masks))
+        engine.move(session, image, "nominate", actor="system", role="system", round_id=round_.id)
+        session.add(Task(image_id=image.id, round_id=round_.id, queue="best_of_six", status="open",
+                         model_version=None, payload={"mask_ids": mask_ids, "image_path": grid_rel,
+                                                      "model_versions": [m.model_version for m in models]}))
+        if on_image:
+            on_image()
+    round_.size = len(pool)
+    session.flush()
+    return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool))
+
+
+def _select(session, settings, task, image, annotation, decision, kw, report):
+    k = int(annotation.decision[1:]) - 1
+    mask_id = task.payload["mask_ids"][k]
+    version = task.payload["model_versions"][k]
+    decision.detail = annotation.decision
+    decision.model_version = version
+    kw = {**kw, "model_version": version}
+    engine.move(session, image, "select", **kw)
+    add_mask(session, settings, image, "lung", prediction_mask(session, settings, task, image, mask_id),
+             origin="ra_accepted", author=kw["actor"], model_version=version, decision_id=decision.id,
+             skip_if_same=False)
+
+
+def _deny(session, settings, task, image, annotation, decision, kw, report):
+    engine.move(session, image, "deny", **kw)
+
+
+HANDLERS.update({("best_of_six", f"m{k}"): _select for k in range(1, 7)})
+HANDLERS[("best_of_six", "deny")] = _deny
+
+
+def picks(session: Session, round_: Round) -> dict[str, int]:
+    rows = session.scalars(select(Decision).where(Decision.round_id == round_.id, Decision.valid.is_(True)))
+    counts: Counter = Counter()
+    seen: dict[int, str] = {}
+    for d in rows:  # the newest decision per image counts
+        seen[d.image_id] = d.detail if d.decision in {f"m{k}" for k in range(1, 7)} else "deny"
+    counts.update(seen.values())
+    return dict(counts)
+
+
+def close_stage3(session: Session, settings: Settings, preset: str, progress: bool = True) -> dict:
+    """Refuse while selections are missing; report the picks; retrain the most-picked network on the
+    extended repository and make it the main network."""
+    from datetime import datetime, timezone
+
+    from workflows.retrain import train_on_repository
+
+    round_ = stage3_round(session)
+    if round_ is None:
+        raise AnnotatorError("Stage III has not run: `annotator stage3 run` first")
+    if round_.status == "closed":
+        return round_.summary
+    waiting = session.scalar(select(func.count(Image.id)).where(Image.state == "candidates")) or 0
+    if waiting:
+        raise AnnotatorError(f"Stage III: {waiting} image(s) still wait for a selection; `annotator stage3 sync` first")
+    counts = picks(session, round_)
+    networks = round_.summary["networks"]
+    by_network = {networks[int(k[1:]) - 1]: n for k, n in counts.items() if k != "deny"}
+    if by_network:
+        best_name = max(sorted(by_network), key=lambda n: by_network[n])
+    else:  # every image denied: keep the working network's architecture
+        from db.queries import working_model
+
+        best_name = working_model(session).spec
+    versions = dict(zip(networks, round_.summary["model_versions"], strict=True))
+    parent = session.scalar(select(Model).where(Model.model_version == versions[best_name]))
+    main = train_on_repository(session, settings, best_name, preset, stage="stage3-main", init_from=parent,
+                               progress=progress, make_working=True)
+    summary = {**round_.summary, "picks": counts, "picks_by_network": by_network, "denied": counts.get("deny", 0),
+               "main_network": best_name, "main_model_version": main.model_version,
+               "val_dsc": (main.metrics or {}).get("val_dsc")}
+    round_.summary = summary
+    round_.status = "closed"
+    round_.closed_at = datetime.now(timezone.utc)
+    session.flush()
+    return summary
