@@ -25,9 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _pairs(data: Path, layout: str, datasets: list[str] | None, limit: int):
     from annotator.imaging.io import read_image, read_mask
-    from annotator.ingest.layouts import ImportItem, list_items
+    from annotator.ingest.importer import list_items
+    from annotator.ingest.layouts import ImportItem
 
     out = []
+    if limit <= 0:
+        return out
     for item in list_items(data, layout):
         if not isinstance(item, ImportItem) or item.lung_mask_path is None:
             continue

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
-from annotator.errors import AnnotatorError, ImageReadError
+from annotator.errors import AnnotatorError, ImageReadError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ class BackendApp:
             status, payload = exc.status, exc.body
         except AnnotatorError as exc:  # a model or image problem: say it, keep serving
             log.error("%s %s: %s", method, path, exc)
-            status, payload = 503 if "network" in str(exc) else 422, {"error": str(exc)}
+            status, payload = 503 if isinstance(exc, ModelError) else 422, {"error": str(exc)}
         body_bytes = json.dumps(payload).encode()
         log.debug("%s %s -> %d in %.1f ms", method, path, status, (time.perf_counter() - t0) * 1e3)
         start_response(f"{status} {STATUS_TEXT.get(status, '')}",

@@ -96,18 +96,29 @@ def seed_lung_masks(session: Session, datasets: Sequence[str] = SEED_DATASETS) -
     return [(image, mask) for image, mask in rows]
 
 
-def assign_split(session: Session, images: Sequence[Image], name: str = SPLIT_NAME) -> dict[int, str]:
-    """The stored split of each image under ``name``; images without one get ``split_of`` (kept forever)."""
+def plan_split(session: Session, images: Sequence[Image], name: str = SPLIT_NAME) -> tuple[dict[int, str], list[int]]:
+    """The stored split of each image under ``name``, else ``split_of``; and the ids not stored yet.
+    Reads only, so a long training that follows holds no write lock on the database."""
     ids = [i.id for i in images]
     stored = dict(session.execute(
         select(SplitMember.image_id, SplitMember.split).where(SplitMember.name == name, SplitMember.image_id.in_(ids))
     ).all())
-    for image in images:
-        if image.id not in stored:
-            stored[image.id] = split_of(image.sha256)
-            session.add(SplitMember(image_id=image.id, name=name, split=stored[image.id]))
+    new = [i.id for i in images if i.id not in stored]
+    stored.update({i.id: split_of(i.sha256) for i in images if i.id in new})
+    return stored, new
+
+
+def store_split(session: Session, splits: dict[int, str], new_ids: Sequence[int], name: str = SPLIT_NAME) -> None:
+    for image_id in new_ids:
+        session.add(SplitMember(image_id=image_id, name=name, split=splits[image_id]))
     session.flush()
-    return stored
+
+
+def assign_split(session: Session, images: Sequence[Image], name: str = SPLIT_NAME) -> dict[int, str]:
+    """The stored split of each image under ``name``; images without one get ``split_of`` (kept forever)."""
+    splits, new = plan_split(session, images, name)
+    store_split(session, splits, new, name)
+    return splits
 
 
 def load_pairs(settings: Settings, rows: Sequence[tuple[Image, Mask]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -164,7 +175,7 @@ def run_stage1(session: Session, settings: Settings, preset="quick", force: bool
     if not rows:
         raise TrainingError(f"no seed lung masks of {' or '.join(SEED_DATASETS)} images in the workspace; import "
                             "them first, e.g. `annotator data import PATH --layout manifest`")
-    splits = assign_split(session, [image for image, _ in rows])
+    splits, new_split_ids = plan_split(session, [image for image, _ in rows])
     parts: dict[str, list[tuple[Image, Mask]]] = {"train": [], "val": [], "test": []}
     for image, mask in rows:
         parts[splits[image.id]].append((image, mask))
@@ -177,7 +188,7 @@ def run_stage1(session: Session, settings: Settings, preset="quick", force: bool
                 "mask_ids": [m.id for _, m in rows]}
     test_images = [img for img, _ in data["test"]]
     test_masks = [m for _, m in data["test"]]
-    results: list[tuple[Model, VariantResult]] = []
+    trained_variants: list[VariantResult] = []
     for spec in specs:
         out_dir = settings.models_path / STAGE / spec.name
         variant_config = config
@@ -194,10 +205,13 @@ def run_stage1(session: Session, settings: Settings, preset="quick", force: bool
         if onnx.is_file():
             shutil.copyfile(onnx, final.with_suffix(".onnx"))
         rel = str(final.relative_to(settings.workspace_path))
-        row = register_model(session, model_version=trained.model_version, spec=spec.name, preset=config.name,
-                             checkpoint_path=rel, metrics=metrics, snapshot=snapshot, stage=STAGE)
-        results.append((row, VariantResult(spec.name, trained.model_version, rel, metrics)))
+        trained_variants.append(VariantResult(spec.name, trained.model_version, rel, metrics))
         log.info("%s: val DSC %.4f, test DSC %.4f", trained.model_version, metrics["val_dsc"], test["dsc"])
+    # all writes at the end: the training above held no write lock on the database
+    store_split(session, splits, new_split_ids)
+    results = [(register_model(session, model_version=v.model_version, spec=v.spec, preset=config.name,
+                               checkpoint_path=v.checkpoint_path, metrics=v.metrics, snapshot=snapshot, stage=STAGE), v)
+               for v in trained_variants]
     best_row, best = max(results, key=lambda r: r[1].metrics["val_dsc"])
     mark_working(session, best_row)
     best.is_working = True

@@ -15,15 +15,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.errors import AnnotatorError
-from annotator.imaging.io import read_image, write_png
-from annotator.imaging.overlay import overlay_fill
+from annotator.imaging.io import read_image
+from annotator.labelstudio.grid import write_best_of_six
 from annotator.ingest.importer import add_mask
 from db.models import Decision, Image, Model, Round, Task
 from workflows import engine
@@ -34,7 +32,6 @@ log = logging.getLogger(__name__)
 STAGE = 3
 NETWORKS: tuple[str, ...] = ("unet-resnet18", "unetplusplus-resnet18", "fpn-resnet18",
                              "unet-densenet121", "unetplusplus-densenet121", "fpn-densenet121")
-GRID_CELL_PX = 256
 
 
 @dataclass
@@ -47,22 +44,6 @@ class Stage3Report:
 
 def stage3_round(session: Session) -> Round | None:
     return session.scalar(select(Round).where(Round.stage == STAGE).order_by(Round.id.desc()).limit(1))
-
-
-def overlay_grid(gray: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-    """A 2x3 grid of the six masks on the image, each cell labelled m1..m6 (what the RA picks from)."""
-    cells = []
-    for k, mask in enumerate(masks, start=1):
-        cell = overlay_fill(gray, mask)
-        scale = GRID_CELL_PX / max(cell.shape[:2])
-        cell = cv2.resize(cell, (round(cell.shape[1] * scale), round(cell.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((GRID_CELL_PX, GRID_CELL_PX, 3), np.uint8)
-        canvas[: cell.shape[0], : cell.shape[1]] = cell
-        cv2.putText(canvas, f"m{k}", (6, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 0), 2, cv2.LINE_AA)
-        cells.append(canvas)
-    while len(cells) < 6:
-        cells.append(np.zeros((GRID_CELL_PX, GRID_CELL_PX, 3), np.uint8))
-    return np.vstack([np.hstack(cells[:3]), np.hstack(cells[3:6])])
 
 
 def run_stage3(session: Session, settings: Settings, preset: str, *, networks: tuple[str, ...] = NETWORKS,
@@ -103,8 +84,8 @@ def run_stage3(session: Session, settings: Settings, preset: str, *, networks: t
             row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
                            model_version=model.model_version, skip_if_same=False)
             mask_ids.append(row.id)
-        grid_rel = f"store/overlays/stage3/{image.sha256[:2]}/{image.sha256}.png"
-        write_png(settings.workspace_path / grid_rel, overlay_grid(gray, masks))
+        grid = write_best_of_six(settings, image.id, round_.id, gray, masks)
+        grid_rel = str(grid.relative_to(settings.workspace_path))
         engine.move(session, image, "nominate", actor="system", role="system", round_id=round_.id)
         session.add(Task(image_id=image.id, round_id=round_.id, queue="best_of_six", status="open",
                          model_version=None, payload={"mask_ids": mask_ids, "image_path": grid_rel,

@@ -17,6 +17,7 @@ from workflows.protocol import IN_REPOSITORY, VERIFIABLE
 from workflows.splits import assign_splits, stratified_sample
 
 STAGE = 4
+VERIFY_MODEL_VERSION = "repository-mask"  # what the MD sees is the current mask, whatever made it
 
 
 def stage4_round(session: Session) -> Round | None:
@@ -43,8 +44,11 @@ def sample(session: Session, settings: Settings, fraction: float = 0.2, seed: in
             continue
         mask = current_mask(session, image.id, "lung")
         engine.move(session, image, "sample", actor="system", role="system", round_id=round_.id)
+        # one model_version for the whole queue: Label Studio's stream shows only the project's version
         session.add(Task(image_id=image.id, round_id=round_.id, queue="md_verify", status="open",
-                         model_version=mask.model_version or mask.origin, payload={"mask_id": mask.id}))
+                         model_version=VERIFY_MODEL_VERSION,
+                         payload={"mask_id": mask.id, "mask_model_version": mask.model_version,
+                                  "mask_origin": mask.origin}))
     session.flush()
     return {"round_id": round_.id, "sampled": len(chosen), "fraction": fraction, "repository": len(images)}
 
@@ -52,13 +56,14 @@ def sample(session: Session, settings: Settings, fraction: float = 0.2, seed: in
 def _verified(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "verify", **kw)
     add_mask(session, settings, image, "lung", prediction_mask(session, settings, task, image), origin="md_verified",
-             author=kw["actor"], model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+             author=kw["actor"], model_version=task.payload.get("mask_model_version"), decision_id=decision.id,
+             skip_if_same=False)
 
 
 def _corrected(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "md_correct", **kw)
     add_mask(session, settings, image, "lung", annotation.mask, origin="md_corrected", author=kw["actor"],
-             model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+             model_version=task.payload.get("mask_model_version"), decision_id=decision.id, skip_if_same=False)
 
 
 HANDLERS[("md_verify", "verified")] = _verified

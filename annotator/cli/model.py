@@ -63,7 +63,7 @@ def train(
     from annotator.segmentation.train import get_preset, train_model
     from db.engine import session_scope
     from db.models import Image, Mask
-    from workflows.stage1 import assign_split, load_pairs, register_model
+    from workflows.stage1 import load_pairs, plan_split, register_model, store_split
 
     settings = settings_from(ctx)
     url = require_workspace(settings)
@@ -79,7 +79,7 @@ def train(
         rows = list(newest.values())
         if not rows:
             raise AnnotatorError("no lung masks to train on in this workspace" + (f" for {dataset}" if dataset else ""))
-        splits = assign_split(session, [i for i, _ in rows])
+        splits, new_split_ids = plan_split(session, [i for i, _ in rows])  # stored after training: no lock
         train_rows = [r for r in rows if splits[r[0].id] == "train"]
         val_rows = [r for r in rows if splits[r[0].id] == "val"]
         snapshot = {"datasets": dataset or "all", "train_image_ids": [i.id for i, _ in train_rows],
@@ -89,6 +89,7 @@ def train(
                              out_dir, progress=True, snapshot=snapshot, weights_path=weights, resume=not force)
         final = settings.models_path / f"{result.model_version}.pt"
         final.write_bytes(result.checkpoint_path.read_bytes())
+        store_split(session, splits, new_split_ids)
         register_model(session, model_version=result.model_version, spec=model_spec.name, preset=config.name,
                        checkpoint_path=str(final.relative_to(settings.workspace_path)), metrics=result.metrics,
                        snapshot=snapshot, stage="manual")
@@ -98,7 +99,8 @@ def train(
 
 def _external_pairs(path: Path, layout: str, datasets: list[str] | None) -> list[tuple[np.ndarray, np.ndarray]]:
     from annotator.imaging.io import read_image, read_mask
-    from annotator.ingest.layouts import ImportItem, list_items
+    from annotator.ingest.importer import list_items
+    from annotator.ingest.layouts import ImportItem
 
     pairs = []
     for item in list_items(path, layout):

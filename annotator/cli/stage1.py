@@ -55,3 +55,31 @@ def run(
     working = result.working
     if working:
         console.print(f"working network: {working.model_version} ({working.checkpoint_path})")
+    png = write_comparison(result, settings.reports_path / "stage1_comparison.png")
+    console.print(f"comparison: {png}")
+
+
+def write_comparison(result, path):
+    """Validation and test DSC of each variant as a bar chart (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [v.spec for v in result.variants]
+    val = [v.metrics.get("val_dsc", 0) for v in result.variants]
+    test = [v.metrics.get("test_dsc", 0) for v in result.variants]
+    ci = [(v.metrics.get("test") or {}).get("dsc_ci", 0) for v in result.variants]
+    xs = range(len(names))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar([x - 0.2 for x in xs], val, 0.4, label="validation DSC")
+    ax.bar([x + 0.2 for x in xs], test, 0.4, yerr=ci, capsize=3, label="test DSC (95%)")
+    ax.set_xticks(list(xs), [n + (" (working)" if v.is_working else "") for n, v in zip(names, result.variants)])
+    ax.set_ylim(min(val + test + [0.9]) - 0.02, 1.0)
+    ax.legend(loc="lower right")
+    ax.set_title(f"Stage I ({result.preset})")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

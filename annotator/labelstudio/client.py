@@ -67,6 +67,7 @@ class ImportResult:
     created: int = 0
     existing: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # our key -> why it was not imported
+    hidden_in_stream: int = 0  # open tasks whose prediction is of another model_version than the project's
 
 
 def brush_result(mask: np.ndarray, *, result_id: str | None = None) -> dict:
@@ -266,29 +267,32 @@ class LabelStudio:
 
         return f"/data/local-files/?d={quote(self._relative_to_store(path))}"
 
-    def list_task_keys(self, project_id: int) -> dict[str, int]:
-        """Our key -> ls_task_id of every task of the project that carries one."""
-        out: dict[str, int] = {}
+    def iter_tasks(self, project_id: int, *, fields: str = "task_only", page_size: int = 1000):
+        """Every task of the project, a page at a time (``fields="all"`` adds the data manager's columns)."""
         page = 1
         while True:
             try:
-                data = self.request(
-                    "GET", "/api/tasks",
-                    params={"project": project_id, "page": page, "page_size": 1000, "fields": "task_only"},
-                )
+                data = self.request("GET", "/api/tasks", params={"project": project_id, "page": page,
+                                                                 "page_size": page_size, "fields": fields})
             except LabelStudioError as exc:
                 if "answered 404" in str(exc) and page > 1:  # past the last page
-                    return out
+                    return
                 raise
             tasks = data["tasks"] if isinstance(data, dict) else data
-            for task in tasks:
-                key = (task.get("data") or {}).get("annotator_key")
-                if key:
-                    out[key] = int(task["id"])
+            yield from tasks
             total = data.get("total", len(tasks)) if isinstance(data, dict) else len(tasks)
-            if not tasks or page * 1000 >= total:
-                return out
+            if not tasks or page * page_size >= total:
+                return
             page += 1
+
+    def list_task_keys(self, project_id: int) -> dict[str, int]:
+        """Our key -> ls_task_id of every task of the project that carries one."""
+        out: dict[str, int] = {}
+        for task in self.iter_tasks(project_id):
+            key = (task.get("data") or {}).get("annotator_key")
+            if key:
+                out[key] = int(task["id"])
+        return out
 
     def task_payload(self, task: TaskIn, size: tuple[int, int]) -> dict:
         spec = get_queue(task.queue)
@@ -354,8 +358,12 @@ class LabelStudio:
             result.created += len(ids)
             if progress is not None:
                 progress(len(chunk))
-        if versions:
-            self.show_all_predictions(project_id)
+        if len(versions) == 1:
+            result.hidden_in_stream = self.sync_model_version(project_id, versions.pop())
+        elif len(versions) > 1:
+            mixed = sorted(versions)
+            log.warning("project %d: one import with predictions of %d versions (%s); Label Studio's labelling "
+                        "stream shows only one", project_id, len(mixed), ", ".join(mixed))
         return result
 
     def _import_chunk(self, project_id: int, chunk: list[tuple[str, dict]]) -> dict[str, int]:
@@ -388,18 +396,30 @@ class LabelStudio:
             return {**landed, **{k: int(i) for (k, _), i in zip(chunk, ids, strict=True)}}
         raise LabelStudioError(f"import into project {project_id} failed after {attempts} attempts")  # pragma: no cover
 
-    def show_all_predictions(self, project_id: int) -> str:
-        """Label Studio shows only the predictions of the project's ``model_version``: set it to the one
-        version the project holds, or clear it when tasks carry several (rounds of different networks), so
-        that no task silently shows no mask. Returns what was set."""
+    def sync_model_version(self, project_id: int, model_version: str) -> int:
+        """Point the project at ``model_version`` (Label Studio's labelling stream shows only the predictions
+        of the project's version) and count the open tasks whose prediction has another version: their
+        masks still show when a task is opened from the data manager, but not in the stream. Returns that
+        count (0 when each project holds one network's predictions: use ``round_key``)."""
+        if self.project(project_id).get("model_version") != model_version:
+            self.request("PATCH", f"/api/projects/{project_id}", json={"model_version": model_version})
         counts = self.request("GET", f"/api/projects/{project_id}/model-versions") or {}
-        held = sorted(v for v, n in counts.items() if n)
-        wanted = held[0] if len(held) == 1 else ""
-        if self.project(project_id).get("model_version") != wanted:
-            self.request("PATCH", f"/api/projects/{project_id}", json={"model_version": wanted})
-        if len(held) > 1:
-            log.info("project %d holds predictions of %d model versions; showing all", project_id, len(held))
-        return wanted
+        others = sorted(v for v, n in counts.items() if n and v != model_version)
+        if not others:
+            return 0
+        hidden = 0
+        for task in self.iter_tasks(project_id, fields="all"):
+            if task.get("total_annotations") or task.get("is_labeled"):
+                continue
+            versions = {v.strip() for v in str(task.get("predictions_model_versions") or "").split(",") if v.strip()}
+            hidden += bool(versions) and model_version not in versions
+        if hidden:
+            log.warning(
+                "project %d: %d open task(s) hold predictions of %s, not %s: Label Studio's labelling stream "
+                "shows them without a mask (the data manager still shows it); use one project per network "
+                "(round_key) or the same model_version", project_id, hidden, ", ".join(others), model_version,
+            )
+        return hidden
 
     def export_tasks(self, project_id: int) -> list[dict]:
         """Every task of the project with its annotations and predictions (Label Studio's JSON export)."""

@@ -13,7 +13,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -269,8 +269,8 @@ class Classifier:
     def from_checkpoint(cls, path: Path | str) -> Classifier:
         path = Path(path)
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            config = replace(ClassifierConfig(**{**ckpt["config"], "weights_path": None}))
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            config = ClassifierConfig(**{**ckpt["config"], "weights_path": None})
             model = build_network(config.arch, len(ckpt["class_names"]))
             model.load_state_dict(ckpt["state_dict"])
         except (OSError, EOFError, KeyError, RuntimeError, TypeError, ValueError, pickle.UnpicklingError) as exc:

@@ -46,13 +46,11 @@ from annotator.evaluation.tables import (
     classification_columns,
     classification_rows,
     percent,
-    to_markdown,
     write_table,
 )
 from annotator.recognition.classifier import (
     Classifier,
     ClassifierConfig,
-    build_network,
     count_parameters,
     get_architecture,
     predict_arrays,
@@ -116,8 +114,7 @@ class PipelineRunner:
         self.manifest: dict = {"preset": config.preset, "infection_configuration": config.infection_configuration,
                                "scorecam_max_maps": config.scorecam_max_maps, "classifiers": {}}
         self.trained_classifiers: dict[tuple[str, str], Path] = {}  # (scheme, key) -> fold-0 checkpoint
-        self.timing_rows: list[list] = []
-        self.param_rows: list[list] = []
+        self.pending_models: list[tuple] = []  # Model rows, written by write_models into the caller's session
 
     # -- helpers ------------------------------------------------------------------------------------
     def pixels(self, s: Sample) -> np.ndarray:
@@ -179,6 +176,13 @@ class PipelineRunner:
                                       seed=self.config.seed).tolist()) if len({s.group for s in train}) >= 10 else set()
         fit = [s for i, s in enumerate(train) if i not in val_idx] or train
         val = [s for i, s in enumerate(train) if i in val_idx] or train
+        cap = self.config.max_lung_train_images
+        if cap is not None and len(fit) > cap:  # every k-th image of the class-sorted list: stratified, fixed
+            ordered = sorted(fit, key=lambda s: (s.cls or "", s.key))
+            fit = [ordered[int(i * len(ordered) / cap)] for i in range(cap)]
+            val = val[: max(2, cap // 8)]
+            self.note(f"Lung network: trained on a class-stratified subset of {len(fit)} training images "
+                      f"(max_lung_train_images={cap}, a CPU budget).")
         tconfig = self._seg_config(self.config.lung_budget_s)
         spec = get_spec(self.config.lung_spec, tconfig.input_size_px)
 
@@ -557,13 +561,12 @@ class PipelineRunner:
 
     # -- store ---------------------------------------------------------------------------------
     def _register(self, task: str, spec: str, path: Path, version: str, metrics: dict) -> None:
-        self.pending_models = getattr(self, "pending_models", [])
         self.pending_models.append((task, spec, path, version, metrics))
 
     def write_models(self, session: Session) -> None:
         from db.models import Model
 
-        for task, spec, path, version, metrics in getattr(self, "pending_models", []):
+        for task, spec, path, version, metrics in self.pending_models:
             if session.scalar(select(Model.id).where(Model.model_version == version)) is not None:
                 continue
             try:

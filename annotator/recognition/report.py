@@ -71,7 +71,7 @@ def write_report(analysis, out_dir: Path) -> Path:
     ax.axis("off")
     per_lung = data["infected_share_per_lung"]
     lines = [
-        f"image: {data['image']}",
+        f"image: {Path(data['image']).name}",
         f"COVID-19 (infection detected): {'POSITIVE' if data['covid_positive'] else 'negative'}",
         f"infected share of lungs: {100 * data['infected_share']:.2f}%",
         f"  image-left lung: {100 * per_lung['image_left']:.2f}%",
@@ -83,7 +83,7 @@ def write_report(analysis, out_dir: Path) -> Path:
     lines += ["", "models:"] + [f"  {k}: {v}" for k, v in data["model_versions"].items()]
     lines += ["", "Research software, not a medical device."]
     ax.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace", wrap=True)
-    fig.suptitle(f"COVID-19 recognition report: {data['image']}", fontsize=12)
+    fig.suptitle(f"COVID-19 recognition report: {Path(data['image']).name}", fontsize=12)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{safe_stem(data['image'])}.report.png"

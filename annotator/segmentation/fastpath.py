@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ def export_onnx(model: torch.nn.Module, size_px: int, path: Path, in_channels: i
     dummy = torch.zeros(1, in_channels, size_px, size_px)
     tmp = path.with_suffix(".tmp.onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: no onnxscript needed
         torch.onnx.export(model, dummy, str(tmp), input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
                           dynamo=False)

@@ -195,18 +195,20 @@ def test_a_chunk_that_landed_but_failed_is_not_imported_twice(ls_settings, ls_se
     assert len(LabelStudio(ls_settings).list_task_keys(project_id)) == 4  # no duplicates
 
 
-def test_tasks_of_an_older_network_keep_showing_their_mask(ls_settings, ls_server, stored_images):
-    """One project per queue across rounds: a new network's import must not hide the old round's masks."""
+def test_a_new_network_in_the_same_project_is_counted_as_hidden_in_the_stream(ls_settings, ls_server, stored_images):
+    """Label Studio's stream shows only the project's model_version: a second network's import says how many
+    open tasks of the first lose their mask there (a project per round avoids it)."""
     ls = LabelStudio(ls_settings)
     project_id = ls.ensure_project("md_verify", round_key="it-versions")
     old = [TaskIn(im.image_id, "md_verify", im.path, round_id=1, prediction_mask=im.mask, model_version="net-old")
            for im in stored_images[:2]]
     new = [TaskIn(im.image_id, "md_verify", im.path, round_id=2, prediction_mask=im.mask, model_version="net-new")
            for im in stored_images[2:4]]
-    ids = ls.import_tasks(project_id, old).task_ids
-    assert ls.project(project_id)["model_version"] == "net-old"
-    ids |= ls.import_tasks(project_id, new).task_ids
-    assert ls.project(project_id)["model_version"] == ""
-    for task in old + new:
-        shown = ls.request("GET", f"/api/tasks/{ids[task.key]}")["predictions"]
-        assert [p["model_version"] for p in shown] == [task.model_version]
+    first = ls.import_tasks(project_id, old)
+    assert (first.hidden_in_stream, ls.project(project_id)["model_version"]) == (0, "net-old")
+    stream = ls.request("GET", f"/api/projects/{project_id}/next")
+    assert [p["model_version"] for p in stream["predictions"]] == ["net-old"]
+    second = ls.import_tasks(project_id, new)
+    assert (second.hidden_in_stream, ls.project(project_id)["model_version"]) == (2, "net-new")
+    stream = ls.request("GET", f"/api/projects/{project_id}/next")  # an old open task, now without its mask
+    assert stream["id"] == first.task_ids[old[0].key] and stream["predictions"] == []

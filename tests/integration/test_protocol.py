@@ -4,6 +4,7 @@ kill -9 at awkward moments: no decision lost, none duplicated, no task pushed tw
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from annotator.config import Settings, load_settings
 from annotator.labelstudio.server import free_port
 from db.engine import session_scope
-from db.models import Decision, Image, Model, Round, Task
+from db.models import Decision, Image, Model, Round, SplitMember, Task
 
 pytestmark = pytest.mark.integration
 
@@ -191,3 +192,55 @@ def test_an_annotation_edited_after_sync_wins_and_is_recorded(campaign):
         events = [t.event for t in history(session, image_id)]
         assert events[-2:] == ["reopen", "exclude"]
         assert pixels.shape == (session.get(Image, image_id).height, session.get(Image, image_id).width)
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_reports(tmp_path, sample_data):
+    pytest.importorskip("label_studio", reason="needs the label-studio package")
+    subset = make_subset(sample_data, tmp_path / "collection")
+    settings = load_settings(workspace=tmp_path / "ws", labelstudio_port=free_port(), backend_port=free_port(),
+                             predict_backend="eager")
+    run = cli(settings, "demo", "--round-size", "6", "--target", "12", "--preset", "tiny", "--no-serve",
+              env={"ANNOTATOR_SAMPLE_DATA": str(subset)})
+    out = run.stdout
+    for step in ("== Stage I", "== Stage II", "== Stage III", "== Stage IV", "== export", "== report"):
+        assert step in out, out[-3000:]
+
+    report_dir = settings.reports_path / "campaign"
+    rows = list(csv.DictReader((report_dir / "campaign.csv").open()))
+    stage2 = [r for r in rows if r["stage"] == "2"]
+    assert len(stage2) >= 2 and all(0 <= float(r["val_dsc"]) <= 1 for r in stage2)
+    assert all(0 <= float(r["accepted_unedited_share"]) <= 1 for r in stage2)
+    assert (report_dir / "campaign.png").stat().st_size > 10_000
+
+    with session_scope(settings.database_url) as session:
+        from workflows.engine import replay_all
+
+        final = replay_all(session)
+        assert sum(final.values()) == N_SEED + N_POOL
+        assert not {"predicted", "rejected", "unsure", "md_advised", "candidates", "sampled"} & set(final), final
+        made = sum(final.get(s, 0) for s in ("accepted", "corrected", "adjusted"))
+        assert made >= 12  # the target, reached in Stage II
+        assert final.get("verified", 0) + final.get("md_corrected", 0) > 0
+        rounds = list(session.scalars(select(Round).order_by(Round.id)))
+        assert {r.stage for r in rounds} == {2, 3, 4} and all(r.status == "closed" for r in rounds)
+        tests = session.scalar(select(func.count(SplitMember.id)).where(SplitMember.name == "protocol",
+                                                                        SplitMember.split == "test"))
+        assert tests == final.get("verified", 0) + final.get("md_corrected", 0)
+        valid = list(session.scalars(select(Decision).where(Decision.valid.is_(True))))
+        keys = [(d.ls_annotation_id, d.ls_updated_at) for d in valid]
+        assert len(keys) == len(set(keys))  # no decision recorded twice
+        assert session.scalar(select(func.count(Image.id))) == N_SEED + N_POOL
+
+    export = settings.exports_path / "covid-qu-ex"
+    lineage = list(csv.DictReader((export / "lineage.csv").open()))
+    assert {r["origin"] for r in lineage} >= {"seed", "model", "md_verified"}
+    assert any((export / "Lung Segmentation Data" / "Test").rglob("*.png"))
+
+    again = cli(settings, "demo", "--round-size", "6", "--target", "12", "--preset", "tiny", "--no-serve",
+                env={"ANNOTATOR_SAMPLE_DATA": str(subset)})  # a second run finds everything done
+    assert "0 images added" in again.stdout
+    with session_scope(settings.database_url) as session:
+        assert len(list(session.scalars(select(Decision).where(Decision.valid.is_(True))))) == len(valid)
+    status = json.loads(cli(settings, "status", "--json").stdout)
+    assert status["images"] == N_SEED + N_POOL

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # A small, fixed subset per class (first images of each class in manifest order, plus every image with an
 # infection mask and some with expert severity scores): enough to run every step in seconds.
-SUBSET_PER_CLASS = {"covid": 24, "non_covid_pneumonia": 14, "normal": 14, "sars": 8, "mers": 1}
+SUBSET_PER_CLASS = {"covid": 16, "non_covid_pneumonia": 10, "normal": 10, "sars": 6, "mers": 1}
 
 
 @pytest.fixture(scope="session")

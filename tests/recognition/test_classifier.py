@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from annotator.errors import ModelError, TrainingError, UnknownNameError
-from annotator.imaging.io import read_image, read_mask
+from annotator.imaging.io import read_image
 from annotator.recognition import config as rconfig
 from annotator.recognition.classifier import (
     ARCHITECTURES,

@@ -47,7 +47,7 @@ def test_train_pipeline_writes_every_table_plot_and_model(trained_workspace):
     assert all(",1," in row for row in mers)  # n = 1 stated beside it
     results = json.loads((report / "results.json").read_text())
     cm = results["classification"]["covid-pneumonia-normal"]["squeezenet-plain-stack-64px"]["confusion"]
-    assert sum(map(sum, cm)) == 52  # every image of the scheme in exactly one test fold
+    assert sum(map(sum, cm)) == 36  # every image of the scheme in exactly one test fold
     with session_scope(settings.database_url) as session:
         tasks = sorted(session.scalars(select(Model.task).where(Model.stage == "pipeline")))
     assert tasks.count("lung") == 1 and tasks.count("infection") == 2 and tasks.count("classifier") == 2
