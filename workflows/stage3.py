@@ -146,13 +146,11 @@ def close_stage3(session: Session, settings: Settings, preset: str, progress: bo
     counts = picks(session, round_)
     networks = round_.summary["networks"]
     by_network = {networks[int(k[1:]) - 1]: n for k, n in counts.items() if k != "deny"}
-    if by_network:
-        best_name = max(sorted(by_network), key=lambda n: by_network[n])
-    else:  # every image denied: keep the working network's architecture
-        from db.queries import working_model
-
-        best_name = working_model(session).spec
     versions = dict(zip(networks, round_.summary["model_versions"], strict=True))
+    val_dsc = {name: (session.scalar(select(Model).where(Model.model_version == v)).metrics or {}).get("val_dsc", 0.0)
+               for name, v in versions.items()}
+    # the most picked; ties (and a stage where every image was denied) go to the best validation DSC
+    best_name = max(networks, key=lambda n: (by_network.get(n, 0), val_dsc[n]))
     parent = session.scalar(select(Model).where(Model.model_version == versions[best_name]))
     main = train_on_repository(session, settings, best_name, preset, stage="stage3-main", init_from=parent,
                                progress=progress, make_working=True)

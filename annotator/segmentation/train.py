@@ -77,6 +77,10 @@ PRESETS: dict[str, TrainConfig] = {
     "demo": TrainConfig(name="demo", input_size_px=128, batch_size=4, max_epochs=12, lr=1e-3, lr_patience=3,
                         early_stop_patience=6, rotation_deg=10.0, translate=0.06, loss="ce+dice", bf16=True,
                         channels_last=True, max_train_s=90.0, schedule="cosine", fast_path_images=8),
+    # End-to-end tests of the protocol (the demo on a small subset): two short epochs, no fast-path check.
+    "smoke": TrainConfig(name="smoke", input_size_px=64, batch_size=4, max_epochs=2, lr=3e-3, lr_patience=50,
+                         early_stop_patience=50, rotation_deg=0.0, translate=0.0, loss="ce+dice",
+                         verify_fast_paths=False, fast_path_images=2),
     # Tests: 64 px, no augmentation, a few dozen steps on two images.
     "tiny": TrainConfig(name="tiny", input_size_px=64, batch_size=2, max_epochs=8, lr=3e-3, lr_patience=50,
                         early_stop_patience=50, rotation_deg=0.0, translate=0.0, loss="ce+dice",

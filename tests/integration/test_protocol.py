@@ -48,14 +48,14 @@ def make_subset(sample_data: Path, dest: Path) -> Path:
 
 
 def cli(settings: Settings, *args: str, kill_after_s: float | None = None, check: bool = True,
-        env: dict | None = None) -> subprocess.CompletedProcess:
+        env: dict | None = None, timeout_s: float = 900) -> subprocess.CompletedProcess:
     """Run `annotator` in its own process; with kill_after_s, SIGKILL it then (if still running)."""
     cmd = [sys.executable, "-m", "annotator.cli.main", "--workspace", str(settings.workspace_path), *args]
     child_env = {**os.environ, "ANNOTATOR_LABELSTUDIO_PORT": str(settings.labelstudio_port),
                  "ANNOTATOR_BACKEND_PORT": str(settings.backend_port), "ANNOTATOR_PREDICT_BACKEND": "eager",
                  "COLUMNS": "200", **(env or {})}
     if kill_after_s is None:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env, timeout=900)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env, timeout=timeout_s)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -120,7 +120,7 @@ def test_round_survives_kills_and_records_every_decision_once(campaign):
     again = cli(settings, "round", "next", "--json")  # the round is open: resumes, pushes nothing twice
     assert '"resumed": true' in again.stdout and _ls_task_count(settings, "ra_review") == 10
 
-    refused = cli(settings, "round", "close", "--preset", "tiny", check=False)
+    refused = cli(settings, "round", "close", "--preset", "smoke", check=False)
     assert refused.returncode == 1 and "10 image(s) are still undecided" in refused.stderr
 
     cli(settings, "simulate", "--queue", "ra_review")
@@ -143,8 +143,8 @@ def test_round_survives_kills_and_records_every_decision_once(campaign):
 
     with session_scope(settings.database_url) as session:
         working_before = session.scalar(select(Model).where(Model.is_working.is_(True))).model_version
-    cli(settings, "round", "close", "--preset", "tiny", kill_after_s=6.0)  # killed while fine-tuning
-    closed = cli(settings, "round", "close", "--preset", "tiny", "--json", check=False)
+    cli(settings, "round", "close", "--preset", "smoke", kill_after_s=6.0)  # killed while fine-tuning
+    closed = cli(settings, "round", "close", "--preset", "smoke", "--json", check=False)
     if closed.returncode:  # the first try may have finished before the kill: then there is no open round
         assert "no open round" in closed.stderr
     with session_scope(settings.database_url) as session:
@@ -200,8 +200,8 @@ def test_demo_runs_every_stage_and_reports(tmp_path, sample_data):
     subset = make_subset(sample_data, tmp_path / "collection")
     settings = load_settings(workspace=tmp_path / "ws", labelstudio_port=free_port(), backend_port=free_port(),
                              predict_backend="eager")
-    run = cli(settings, "demo", "--round-size", "6", "--target", "12", "--preset", "tiny", "--no-serve",
-              env={"ANNOTATOR_SAMPLE_DATA": str(subset)})
+    run = cli(settings, "demo", "--round-size", "6", "--target", "12", "--preset", "smoke", "--no-serve",
+              env={"ANNOTATOR_SAMPLE_DATA": str(subset)}, timeout_s=2700)
     out = run.stdout
     for step in ("== Stage I", "== Stage II", "== Stage III", "== Stage IV", "== export", "== report"):
         assert step in out, out[-3000:]
@@ -237,7 +237,7 @@ def test_demo_runs_every_stage_and_reports(tmp_path, sample_data):
     assert {r["origin"] for r in lineage} >= {"seed", "model", "md_verified"}
     assert any((export / "Lung Segmentation Data" / "Test").rglob("*.png"))
 
-    again = cli(settings, "demo", "--round-size", "6", "--target", "12", "--preset", "tiny", "--no-serve",
+    again = cli(settings, "demo", "--round-size", "6", "--target", "12", "--preset", "smoke", "--no-serve",
                 env={"ANNOTATOR_SAMPLE_DATA": str(subset)})  # a second run finds everything done
     assert "0 images added" in again.stdout
     with session_scope(settings.database_url) as session:
