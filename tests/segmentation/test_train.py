@@ -21,7 +21,7 @@ def test_presets_carry_the_thesis_setting():
     assert (paper.rotation_deg, paper.translate, paper.loss) == (25.0, 0.10, "ce")
     assert PRESETS["quick"].bf16 and PRESETS["quick"].input_size_px == 128
     assert PRESETS["tiny"].input_size_px == 64
-    with pytest.raises(UnknownNameError, match=r"unknown training preset .*; valid: .*paper, quick, tiny"):
+    with pytest.raises(UnknownNameError, match=r"unknown training preset .*; valid: .*paper, quick, smoke, tiny"):
         get_preset("fast")
 
 

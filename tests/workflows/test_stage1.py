@@ -127,7 +127,7 @@ def test_no_seed_masks_and_bad_names_are_clear_errors(workspace):
     with session_scope(workspace.database_url) as session:
         with pytest.raises(TrainingError, match="no seed lung masks of Montgomery or Shenzhen"):
             run_stage1(session, workspace, preset="tiny", progress=False)
-        with pytest.raises(UnknownNameError, match=r"unknown training preset .*; valid: .*paper, quick, tiny"):
+        with pytest.raises(UnknownNameError, match=r"unknown training preset .*; valid: .*paper, quick, smoke, tiny"):
             run_stage1(session, workspace, preset="fastest", progress=False)
         with pytest.raises(UnknownNameError, match="unet-resnet18"):
             run_stage1(session, workspace, preset="tiny", progress=False, variants=("unet-vgg",))
