@@ -37,11 +37,3 @@ def working_model(session: Session, task: str = "lung") -> Model | None:
     return session.scalar(
         select(Model).where(Model.is_working.is_(True), Model.task == task).order_by(Model.id.desc()).limit(1)
     )
-
-
-def set_working_model(session: Session, model: Model) -> None:
-    """Make ``model`` the one working network of its task."""
-    for other in session.scalars(select(Model).where(Model.task == model.task, Model.is_working.is_(True))):
-        other.is_working = False
-    model.is_working = True
-    session.flush()

@@ -11,34 +11,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from annotator.config import Settings
 from annotator.errors import AnnotatorError
 from db.engine import session_scope
+from workflows.queues import push_queue as _push
+from workflows.queues import sync_queues as _sync
 
 log = logging.getLogger(__name__)
 
 MAX_MD_PASSES = 3
-
-
-def _sync(settings: Settings, ls, queues: tuple[str, ...]) -> dict:
-    from workflows.decisions import SyncReport, apply_annotation, load_handlers
-    from workflows.queues import sync
-
-    load_handlers()
-    report = SyncReport()
-    with session_scope(settings.database_url) as session:
-        for queue in queues:
-            sync(session, settings, ls, queue, apply_annotation, report)
-    return report.as_dict()
-
-
-def _push(settings: Settings, ls, queue: str) -> dict:
-    from workflows.queues import push
-
-    with session_scope(settings.database_url) as session:
-        return push(session, settings, ls, queue)
 
 
 def _act(settings: Settings, ls, queue: str, people) -> dict:
@@ -104,7 +86,7 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
     from workflows.session import working_predictor
     from workflows.simulator import ScriptedPeople, SimulationPolicy
     from workflows.stage1 import run_stage1
-    from workflows.stage2 import close_round, open_round, stage2_mask_count, start_round, undecided
+    from workflows.stage2 import close_round, open_round, stage2_mask_count, start_round
     from workflows.stage3 import close_stage3, run_stage3, stage3_round
     from workflows.stage4 import finish, sample
     from workflows.export import export_covid_qu_ex

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from db.engine import session_scope
 from annotator.imaging.io import read_mask
 from db.models import Image, Mask, Task
 
@@ -86,3 +87,21 @@ def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, 
             if task is None:
                 continue  # a task someone added by hand in Label Studio: not ours
             apply(session, settings, task, annotation, report)
+
+
+def push_queue(settings: Settings, ls, queue: str) -> dict:
+    """``push`` in a transaction of its own (an entry point's boundary)."""
+    with session_scope(settings.database_url) as session:
+        return push(session, settings, ls, queue)
+
+
+def sync_queues(settings: Settings, ls, queues: tuple[str, ...]) -> dict:
+    """Read back ``queues`` in one transaction; returns the SyncReport as a dict."""
+    from workflows.decisions import SyncReport, apply_annotation, load_handlers
+
+    load_handlers()
+    report = SyncReport()
+    with session_scope(settings.database_url) as session:
+        for queue in queues:
+            sync(session, settings, ls, queue, apply_annotation, report)
+    return report.as_dict()

@@ -29,6 +29,7 @@ from annotator.config import Settings
 from annotator.errors import TrainingError
 from annotator.imaging.io import read_image, read_mask
 from db.models import Image, Mask, Model, SplitMember
+from db.queries import working_model
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +128,6 @@ def load_pairs(settings: Settings, rows: Sequence[tuple[Image, Mask]]) -> list[t
         pixels = read_image(settings.workspace_path / image.store_path)
         pairs.append((pixels, read_mask(settings.workspace_path / mask.store_path, pixels.shape)))
     return pairs
-
-
-def working_model(session: Session, task: str = "lung") -> Model | None:
-    return session.scalar(select(Model).where(Model.task == task, Model.is_working.is_(True)).limit(1))
 
 
 def register_model(session: Session, *, model_version: str, spec: str, preset: str | None, checkpoint_path: str,

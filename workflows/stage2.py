@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import func, select
@@ -23,10 +23,10 @@ from annotator.errors import AnnotatorError
 from annotator.imaging.io import read_image, read_mask
 from annotator.ingest.importer import add_mask
 from db.models import Decision, Image, Mask, Round, Task
-from db.queries import reference_mask, working_model
+from db.queries import working_model
 from workflows import engine, protocol
 from workflows.qc import check_lung_mask
-from workflows.decisions import HANDLERS, SyncReport, new_task, prediction_mask as _prediction_mask
+from workflows.decisions import HANDLERS, new_task, prediction_mask as _prediction_mask
 from workflows.sampling import Candidate, choose
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,7 @@ def start_round(session: Session, settings: Settings, predictor, *, size: int, s
 
     Nothing is pushed to Label Studio here (``push_tasks`` does that, idempotently).
     """
-    if open_round(session) is not None:
-        r = open_round(session)
+    if (r := open_round(session)) is not None:
         raise AnnotatorError(f"round {r.number} is still open: run `annotator round sync`, then `annotator round close`")
     model = working_model(session)
     if model is None:

@@ -41,28 +41,17 @@ def _echo(data: dict, as_json: bool, title: str) -> None:
 
 
 def _push(settings, url, queue: str) -> dict:
-    from db.engine import session_scope
-    from workflows.queues import push
+    from workflows.queues import push_queue
     from workflows.session import labelstudio_client
 
-    ls = labelstudio_client(settings)
-    with session_scope(url) as session:
-        return push(session, settings, ls, queue)
+    return push_queue(settings, labelstudio_client(settings), queue)
 
 
 def _sync(settings, url, queues: tuple[str, ...]) -> dict:
-    from db.engine import session_scope
-    from workflows.decisions import SyncReport, apply_annotation, load_handlers
-    from workflows.queues import sync
+    from workflows.queues import sync_queues
     from workflows.session import labelstudio_client
 
-    load_handlers()
-    ls = labelstudio_client(settings)
-    report = SyncReport()
-    with session_scope(url) as session:
-        for queue in queues:
-            sync(session, settings, ls, queue, apply_annotation, report)
-    return report.as_dict()
+    return sync_queues(settings, labelstudio_client(settings), queues)
 
 
 # -- Stage II -------------------------------------------------------------------------------------
