@@ -1,6 +1,10 @@
 """Retraining on the grown repository: after each Stage II round (fine-tune the working network) and in
 Stage III (six networks, then the most-picked one). The validation set stays fixed across rounds (Stage
 I's held-out ``val`` part of the seed set), so the DSC of successive working networks can be compared.
+
+While the collection's masks (made in Stages II-III) are fewer than the seed's, each is repeated in the
+training set (up to ``MAX_REPEAT`` times) so that the collection weighs about as much as the seed set: the
+network learns the collection's look from the first round on instead of after it outnumbers the seed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from workflows.protocol import IN_REPOSITORY
 log = logging.getLogger(__name__)
 
 HELD_OUT = ("val", "test")  # Stage I's fixed parts, never trained on
+MAX_REPEAT = 3
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,20 @@ class RepositoryData:
     train_image_ids: list[int]
     val_image_ids: list[int]
     train_mask_ids: list[int]
+    train_is_seed: list[bool]
+
+    def collection_repeat(self) -> int:
+        """How often each collection mask enters an epoch: seed count / collection count, 1..MAX_REPEAT."""
+        seed = sum(self.train_is_seed)
+        collection = len(self.train) - seed
+        if collection == 0:
+            return 1
+        return int(min(MAX_REPEAT, max(1, round(seed / collection))))
+
+    def training_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        repeat = self.collection_repeat()
+        return [pair for pair, is_seed in zip(self.train, self.train_is_seed, strict=True)
+                for _ in range(1 if is_seed else repeat)]
 
 
 def _held_out(session: Session) -> dict[int, str]:
@@ -50,7 +69,7 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
     validation pairs (Stage I's ``val`` part)."""
     held = _held_out(session)
     root = settings.workspace_path
-    train, train_ids, mask_ids, val, val_ids = [], [], [], [], []
+    train, train_ids, mask_ids, is_seed, val, val_ids = [], [], [], [], [], []
     for image in session.scalars(select(Image).where(Image.state.in_(IN_REPOSITORY)).order_by(Image.id)):
         if image.id in held:
             continue
@@ -61,6 +80,7 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
         train.append((pixels, read_mask(root / mask.store_path, pixels.shape)))
         train_ids.append(image.id)
         mask_ids.append(mask.id)
+        is_seed.append(mask.origin == "seed")
     for image_id in sorted(i for i, s in held.items() if s == "val"):
         image = session.get(Image, image_id)
         mask = session.scalar(select(Mask).where(Mask.image_id == image_id, Mask.kind == "lung", Mask.origin == "seed")
@@ -74,7 +94,7 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
         raise AnnotatorError("no fixed validation set: run `annotator stage1 run` first")
     if not train:
         raise AnnotatorError("the repository is empty: nothing to train on")
-    return RepositoryData(train, val, train_ids, val_ids, mask_ids)
+    return RepositoryData(train, val, train_ids, val_ids, mask_ids, is_seed)
 
 
 def train_on_repository(session: Session, settings: Settings, spec_name: str, preset: str, stage: str, *,
@@ -90,10 +110,11 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
     config = get_preset(preset)
     weights = settings.workspace_path / init_from.checkpoint_path if init_from is not None else None
     snapshot = {"stage": stage, "n_train": len(data.train), "train_image_ids": data.train_image_ids,
+                "collection_repeat": data.collection_repeat(),
                 "train_mask_ids": data.train_mask_ids, "val_image_ids": data.val_image_ids,
                 "init_from": init_from.model_version if init_from else None}
     out_dir = settings.models_path / stage / spec.name
-    result = train_model(spec, config, data.train, data.val, out_dir, progress=progress, snapshot=snapshot,
+    result = train_model(spec, config, data.training_pairs(), data.val, out_dir, progress=progress, snapshot=snapshot,
                          weights_path=weights)
     final = settings.models_path / f"{result.model_version}.pt"
     if not final.exists():

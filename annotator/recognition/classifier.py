@@ -105,6 +105,11 @@ def build_network(arch: str, num_classes: int, weights_path: Path | None = None)
         if spec.name == "inception_v3":
             kwargs.update(aux_logits=False, init_weights=False)
         net = torchvision.models.get_model(spec.builder_name, **kwargs)
+        if spec.name == "squeezenet":
+            # torchvision's head ends Conv -> ReLU -> pool: trained from scratch, the ReLU often zeroes every
+            # logit for good (uniform 1/3 outputs, loss stuck at ln 3; seen in 14 of 35 cross-validation
+            # folds). Without it the logits are free; the head has no weights to load either way.
+            net.classifier[2] = nn.Identity()
     if weights_path is not None:
         skipped = load_local_weights(net, Path(weights_path))
         log.info("loaded %s; %d tensors left at their initial values", weights_path, len(skipped))
@@ -287,6 +292,24 @@ class Classifier:
     def predict_proba(self, images: Sequence[np.ndarray], lung_masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
         masks = lung_masks if lung_masks is not None else [None] * len(images)
         return predict_arrays(self.model, [self.prepare(i, m) for i, m in zip(images, masks, strict=True)])
+
+    def evaluate(self, images: Sequence[np.ndarray], labels: Sequence[str],
+                 lung_masks: Sequence[np.ndarray] | None = None) -> dict:
+        """Confusion matrix and per-class report on labelled images (labels are class names). A label the
+        classifier was never trained on is refused before anything runs: its figures would be meaningless."""
+        from annotator.evaluation.metrics import classification_report, confusion_matrix
+
+        if len(images) != len(labels):
+            raise ModelError(f"{len(images)} images but {len(labels)} labels")
+        unseen = sorted({str(c) for c in labels} - set(self.class_names))
+        if unseen:
+            first = next(i for i, c in enumerate(labels) if str(c) in unseen)
+            raise ModelError(f"{self.model_version} was trained on {self.class_names} and never saw class(es) "
+                             f"{unseen} (first at image #{first}); evaluate it on its own classes only")
+        truth = [self.class_names.index(str(c)) for c in labels]
+        proba = self.predict_proba(images, lung_masks)
+        cm = confusion_matrix(truth, proba.argmax(1).tolist(), len(self.class_names))
+        return {"confusion": cm, "report": classification_report(cm, self.class_names), "proba": proba}
 
     def target_layer(self) -> nn.Module:
         return target_layer(self.model, self.config.arch)

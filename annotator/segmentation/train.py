@@ -38,6 +38,7 @@ class TrainConfig:
     batch_size: int = 4
     max_epochs: int = 40
     lr: float = 1e-4
+    fine_tune_lr: float | None = None  # the starting lr when training from given weights (None: lr)
     betas: tuple[float, float] = (0.9, 0.999)
     lr_factor: float = 0.2  # divided by 5 ...
     lr_patience: int = 3  # ... after 3 epochs without validation-loss improvement
@@ -69,13 +70,15 @@ PRESETS: dict[str, TrainConfig] = {
     # (2.4x faster steps), milder augmentation, 8 minutes per network (Stage I shares 24 minutes among
     # its three; see workflows/stage1.py). On a quiet machine U-Net-ResNet18 runs its 40 epochs in about
     # 6 minutes (~9 s per epoch of 308 images, 2 threads); on a shared one the time budget ends it sooner.
-    "quick": TrainConfig(name="quick", input_size_px=128, batch_size=4, max_epochs=40, lr=1e-3, lr_patience=3,
-                         early_stop_patience=8, rotation_deg=10.0, translate=0.06, loss="ce+dice", bf16=True,
+    # Fine-tuning (Stage II rounds, Stage III's main network) starts at 3e-4: 1e-3 would first undo much of
+    # what the network knew (the demo's validation DSC fell in rounds that restarted at 1e-3).
+    "quick": TrainConfig(name="quick", input_size_px=128, batch_size=4, max_epochs=40, lr=1e-3, fine_tune_lr=3e-4,
+                         lr_patience=3, early_stop_patience=8, rotation_deg=10.0, translate=0.06, loss="ce+dice", bf16=True,
                          channels_last=True, max_train_s=480.0, schedule="cosine"),
     # `annotator demo`: the quick setting with 90 s a network, so the demo's ~14 trainings (Stage I's three,
     # a fine-tune per round, Stage III's six and the main one) fit its 45 minutes on two cores.
-    "demo": TrainConfig(name="demo", input_size_px=128, batch_size=4, max_epochs=12, lr=1e-3, lr_patience=3,
-                        early_stop_patience=6, rotation_deg=10.0, translate=0.06, loss="ce+dice", bf16=True,
+    "demo": TrainConfig(name="demo", input_size_px=128, batch_size=4, max_epochs=12, lr=1e-3, fine_tune_lr=3e-4,
+                        lr_patience=3, early_stop_patience=6, rotation_deg=10.0, translate=0.06, loss="ce+dice", bf16=True,
                         channels_last=True, max_train_s=90.0, schedule="cosine", fast_path_images=8),
     # End-to-end tests of the protocol (the demo on a small subset): two short epochs, no fast-path check.
     "smoke": TrainConfig(name="smoke", input_size_px=64, batch_size=4, max_epochs=2, lr=3e-3, lr_patience=50,
@@ -212,6 +215,8 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
     match; a finished run returns its result without training again.
     """
     out_dir = Path(out_dir)
+    if weights_path is not None and config.fine_tune_lr is not None:
+        config = dataclasses.replace(config, lr=config.fine_tune_lr)
     spec = spec.with_input_size(config.input_size_px)
     _check_pairs(train_pairs, "training", spec.input_size_px)
     _check_pairs(val_pairs, "validation", spec.input_size_px)

@@ -87,6 +87,17 @@ def test_training_writes_a_checkpoint_that_predicts_probabilities(trained):
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
 
 
+def test_evaluation_counts_its_images_and_refuses_a_class_never_seen(trained):
+    result, images, labels, names, _, _ = trained
+    clf = Classifier.from_checkpoint(result.checkpoint_path)
+    out = clf.evaluate(images[15:25], [names[i] for i in labels[15:25]])  # 5 of each class
+    assert out["confusion"].sum(axis=1).tolist() == [5, 5]
+    assert out["proba"].shape == (10, 2)
+    assert out["report"]["overall"]["n"] == 10
+    with pytest.raises(ModelError, match=r"never saw class\(es\) \['sars'\] \(first at image #1\)"):
+        clf.evaluate(images[:3], [names[0], "sars", names[1]])
+
+
 def test_a_corrupt_checkpoint_is_a_model_error(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -95,3 +95,16 @@ def test_checkpoint_of_another_spec_or_corrupt_file_is_refused(tiny_run, tmp_pat
         load_checkpoint(broken)
     with pytest.raises(ModelError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_training_from_given_weights_starts_at_the_fine_tune_lr(tiny_run, seed_pairs, tmp_path):
+    result, _ = tiny_run
+    config = dataclasses.replace(PRESETS["tiny"], max_epochs=1, fine_tune_lr=1e-4, verify_fast_paths=False)
+    tuned = train_model(get_spec("unet-resnet18"), config, seed_pairs[:2], seed_pairs[:2], tmp_path, progress=False,
+                        weights_path=result.checkpoint_path)
+    ckpt = load_checkpoint(tuned.checkpoint_path)
+    assert ckpt.train_config["lr"] == 1e-4 and ckpt.history[0]["lr"] == 1e-4
+    # a fine-tune from trained weights starts where they are: better than a first epoch from scratch
+    assert ckpt.history[0]["val_dsc"] > 0.75
+    scratch = train_model(get_spec("unet-resnet18"), config, seed_pairs[:2], seed_pairs[:2], tmp_path / "s", progress=False)
+    assert load_checkpoint(scratch.checkpoint_path).train_config["lr"] == PRESETS["tiny"].lr
