@@ -50,8 +50,23 @@ def campaign_rows(session: Session, policy: SimulationPolicy | None = None) -> l
 
 
 def stage1_val_dsc(session: Session) -> float | None:
+    """The Stage I working network's validation DSC on the fixed set the rounds use (measured when the
+    first round closed); before any round, on Stage I's own validation part."""
+    first = session.scalar(select(Round).where(Round.stage == 2, Round.status == "closed").order_by(Round.number).limit(1))
+    if first is not None and (first.summary or {}).get("val_dsc_before") is not None:
+        return first.summary["val_dsc_before"]
     row = session.scalar(select(Model).where(Model.stage == "stage1").order_by(Model.is_working.desc(), Model.id).limit(1))
     return (row.metrics or {}).get("val_dsc") if row else None
+
+
+def validation_note(session: Session) -> str:
+    last = session.scalar(select(Round).where(Round.stage == 2, Round.status == "closed").order_by(Round.id.desc()).limit(1))
+    s = (last.summary or {}) if last else {}
+    if not s.get("val_images"):
+        return "Validation set: Stage I's held-out part of the seed set."
+    return (f"Validation set (fixed from the first round's close on): {s['val_images']} images, "
+            f"{s.get('val_collection_images', 0)} of them verified collection images reserved at the first round's "
+            "close, the rest Stage I's held-out seed images; none is ever trained on.")
 
 
 def write_report(session: Session, out_dir: Path, extra: dict | None = None) -> dict:
@@ -70,7 +85,7 @@ def write_report(session: Session, out_dir: Path, extra: dict | None = None) -> 
     lines = ["# Campaign report", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
     base = stage1_val_dsc(session)
-    lines += ["", f"Stage I working network validation DSC: {_fmt(base)}"]
+    lines += ["", f"Stage I working network validation DSC: {_fmt(base)}", "", validation_note(session), ""]
     for key, value in (extra or {}).items():
         lines.append(f"- {key}: {value}")
     (out_dir / "campaign.md").write_text("\n".join(lines) + "\n")

@@ -1,6 +1,11 @@
 """Retraining on the grown repository: after each Stage II round (fine-tune the working network) and in
-Stage III (six networks, then the most-picked one). The validation set stays fixed across rounds (Stage
-I's held-out ``val`` part of the seed set), so the DSC of successive working networks can be compared.
+Stage III (six networks, then the most-picked one).
+
+The validation set is fixed from the first round's close on, so the DSC of successive working networks
+can be compared. It has two parts, neither ever trained on: Stage I's held-out ``val`` part of the seed
+set, and a collection part: a stratified share (``COLLECTION_VAL_SHARE``) of the first round's verified
+masks, reserved when that round closes. Without the second part the score would only say how well the
+network still draws Montgomery/Shenzhen lungs, not whether it learns the collection it is labelling.
 
 While the collection's masks (made in Stages II-III) are fewer than the seed's, each is repeated in the
 training set (up to ``MAX_REPEAT`` times) so that the collection weighs about as much as the seed set: the
@@ -28,6 +33,8 @@ from workflows.protocol import IN_REPOSITORY
 log = logging.getLogger(__name__)
 
 HELD_OUT = ("val", "test")  # Stage I's fixed parts, never trained on
+COLLECTION_VAL = "validation"  # split name of the collection part of the validation set
+COLLECTION_VAL_SHARE = 0.2
 MAX_REPEAT = 3
 
 
@@ -59,14 +66,37 @@ def _held_out(session: Session) -> dict[int, str]:
         SplitMember.name == "stage1", SplitMember.split.in_(HELD_OUT))).all()
     protocol_test = session.scalars(select(SplitMember.image_id).where(
         SplitMember.name == "protocol", SplitMember.split == "test")).all()
+    collection_val = session.scalars(select(SplitMember.image_id).where(SplitMember.name == COLLECTION_VAL)).all()
     out = {i: s for i, s in rows}
+    out.update({i: "collection-val" for i in collection_val})
     out.update({i: "protocol-test" for i in protocol_test})
     return out
 
 
+def reserve_collection_validation(session: Session, image_ids: list[int], seed: int = 0) -> list[int]:
+    """Once (at the first round's close): a stratified ``COLLECTION_VAL_SHARE`` of ``image_ids`` (the
+    round's verified images) becomes the collection part of the fixed validation set. Later calls return
+    the reserved ids and change nothing."""
+    from workflows.sampling import Candidate, choose
+
+    reserved = list(session.scalars(select(SplitMember.image_id).where(SplitMember.name == COLLECTION_VAL)
+                                    .order_by(SplitMember.image_id)))
+    if reserved or not image_ids:
+        return reserved
+    images = list(session.scalars(select(Image).where(Image.id.in_(image_ids)).order_by(Image.id)))
+    size = max(1, round(COLLECTION_VAL_SHARE * len(images)))
+    chosen = choose("stratified", [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr)
+                                   for i in images], size, seed)
+    for image_id in chosen:
+        session.add(SplitMember(image_id=image_id, name=COLLECTION_VAL, split="val"))
+    session.flush()
+    log.info("%d verified images of the first round reserved as the collection part of the validation set", len(chosen))
+    return chosen
+
+
 def repository_data(session: Session, settings: Settings) -> RepositoryData:
     """(image, current lung mask) pairs of the repository, minus the fixed held-out images; the fixed
-    validation pairs (Stage I's ``val`` part)."""
+    validation pairs (Stage I's ``val`` part and the collection part)."""
     held = _held_out(session)
     root = settings.workspace_path
     train, train_ids, mask_ids, is_seed, val, val_ids = [], [], [], [], [], []
@@ -81,10 +111,15 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
         train_ids.append(image.id)
         mask_ids.append(mask.id)
         is_seed.append(mask.origin == "seed")
-    for image_id in sorted(i for i, s in held.items() if s == "val"):
+    for image_id in sorted(i for i, s in held.items() if s in ("val", "collection-val")):
         image = session.get(Image, image_id)
-        mask = session.scalar(select(Mask).where(Mask.image_id == image_id, Mask.kind == "lung", Mask.origin == "seed")
-                              .order_by(Mask.version.desc()).limit(1))
+        if held[image_id] == "val":  # the seed's hand-drawn mask
+            mask = session.scalar(select(Mask).where(Mask.image_id == image_id, Mask.kind == "lung",
+                                                     Mask.origin == "seed").order_by(Mask.version.desc()).limit(1))
+        else:  # the mask the people verified
+            mask = current_mask(session, image_id, "lung")
+            if mask is not None and mask.origin == "model":
+                mask = None
         if image is None or mask is None:
             continue
         pixels = read_image(root / image.store_path)
@@ -132,10 +167,21 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
     return row
 
 
-def fine_tune_working(session: Session, settings: Settings, preset: str, stage: str, progress: bool = True) -> Model:
+def fine_tune_working(session: Session, settings: Settings, preset: str, stage: str, progress: bool = True,
+                      data: RepositoryData | None = None) -> Model:
     """After a round: the working network, fine-tuned on the grown repository, becomes the working one."""
     current = working_model(session)
     if current is None:
         raise AnnotatorError("no working network: run `annotator stage1 run` first")
     return train_on_repository(session, settings, current.spec, preset, stage, init_from=current,
-                               progress=progress, make_working=True)
+                               progress=progress, make_working=True, data=data)
+
+
+def validation_dsc(settings: Settings, model: Model, data: RepositoryData) -> float:
+    """``model``'s mean DSC on the fixed validation set (post-processed masks at each image's own size)."""
+    from annotator.evaluation.metrics import segmentation_scores
+    from annotator.segmentation.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(settings.workspace_path / model.checkpoint_path, backend="eager")
+    predicted = predictor.predict([image for image, _ in data.val])
+    return float(segmentation_scores(predicted, [mask for _, mask in data.val])["dsc"])

@@ -3,7 +3,7 @@
 A strategy receives candidate descriptions (no DB, no torch) and returns the chosen ids. ``stratified``
 (the default, as the thesis did) covers the collection's diversity: strata are class x dataset x
 resolution bin x contrast tercile x SNR tercile, each given a share of the round proportional to its size
-(largest remainder, at least one image per stratum while the round has room). ``random`` draws uniformly.
+(largest remainder), so that each round is a miniature of the collection. ``random`` draws uniformly.
 ``uncertainty`` takes the images the working network is least sure of (a score per candidate, computed by
 the caller from the prediction's entropy or test-time-augmentation disagreement).
 """
@@ -51,47 +51,48 @@ def strata(candidates: Sequence[Candidate]) -> dict[tuple, list[Candidate]]:
     return dict(groups)
 
 
-def allocate(sizes: dict[tuple, int], total: int) -> dict[tuple, int]:
-    """Proportional allocation by largest remainder; every stratum gets one first while room remains."""
+def allocate(sizes: dict[tuple, int], total: int, seed: int = 0, cover: bool = False) -> dict[tuple, int]:
+    """Proportional allocation by largest remainder (ties in a seeded random order).
+
+    Stage II rounds use it plain, so every round is a miniature of the pool it is drawn from: rounds stay
+    comparable, and a small stratum is drawn about as often as its share says, in turn across rounds (a
+    floor of one per stratum would drain every rare stratum in the first round and leave the later ones
+    to the commonest images). ``cover=True`` (a one-off sample such as Stage IV's test set) first gives
+    every stratum one image, the largest strata first while slots remain, then shares the rest.
+    """
     n = sum(sizes.values())
     total = min(total, n)
-    if total <= 0:
-        return {k: 0 for k in sizes}
-    keys = sorted(sizes, key=lambda k: (-sizes[k], k))
     alloc = {k: 0 for k in sizes}
-    if total >= len(keys):
-        for k in keys:
-            alloc[k] = 1
-    else:  # fewer slots than strata: the largest strata get one each
+    if total <= 0:
+        return alloc
+    if cover:
+        keys = sorted(sizes, key=lambda k: (-sizes[k], k))
         for k in keys[:total]:
             alloc[k] = 1
-        return alloc
-    remaining = total - len(keys)
-    rest = {k: sizes[k] - 1 for k in keys}
-    rest_n = sum(rest.values())
-    if remaining and rest_n:
-        quotas = {k: remaining * rest[k] / rest_n for k in keys}
-        floors = {k: min(rest[k], math.floor(q)) for k, q in quotas.items()}
-        for k in keys:
-            alloc[k] += floors[k]
-        left = remaining - sum(floors.values())
-        by_remainder = sorted(keys, key=lambda k: (-(quotas[k] - floors[k]), k))
-        while left > 0:
-            progressed = False
-            for k in by_remainder:
-                if left and alloc[k] < sizes[k]:
-                    alloc[k] += 1
-                    left -= 1
-                    progressed = True
-            if not progressed:
-                break
+        if total <= len(keys):
+            return alloc
+        rest = allocate({k: sizes[k] - 1 for k in sizes}, total - len(keys), seed)
+        return {k: alloc[k] + rest[k] for k in sizes}
+    quotas = {k: total * sizes[k] / n for k in sizes}
+    for k in sizes:
+        alloc[k] = min(sizes[k], math.floor(quotas[k]))
+    rng = random.Random(seed)
+    tiebreak = {k: rng.random() for k in sorted(sizes)}
+    by_remainder = sorted(sizes, key=lambda k: (-(quotas[k] - alloc[k]), tiebreak[k]))
+    left = total - sum(alloc.values())
+    for k in by_remainder:
+        if left == 0:
+            break
+        if alloc[k] < sizes[k]:
+            alloc[k] += 1
+            left -= 1
     return alloc
 
 
 def choose_stratified(candidates: Sequence[Candidate], size: int, seed: int = 0) -> list[int]:
     rng = random.Random(seed)
     groups = strata(candidates)
-    alloc = allocate({k: len(v) for k, v in groups.items()}, size)
+    alloc = allocate({k: len(v) for k, v in groups.items()}, size, seed)
     chosen: list[int] = []
     for key in sorted(groups):
         members = sorted(groups[key], key=lambda c: c.image_id)

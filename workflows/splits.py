@@ -23,7 +23,7 @@ def stratified_sample(images: list[Image], fraction: float, seed: int = 0) -> li
     candidates = [Candidate(i.id, i.cls, None, i.resolution_bin, i.contrast, i.snr) for i in images]
     groups = strata(candidates)
     size = round(fraction * len(candidates))
-    alloc = allocate({k: len(v) for k, v in groups.items()}, size)
+    alloc = allocate({k: len(v) for k, v in groups.items()}, size, seed, cover=True)
     rng = random.Random(seed)
     chosen: list[int] = []
     for key in sorted(groups):

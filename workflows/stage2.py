@@ -235,10 +235,11 @@ def round_summary(session: Session, settings: Settings, round_: Round) -> dict:
 
 def close_round(session: Session, settings: Settings, preset: str, progress: bool = True) -> dict:
     """Refuse while images of the open round are undecided; else fine-tune the working network on the
-    grown repository, make it the working one and store the round's summary (with its validation DSC)."""
+    grown repository, make it the working one and store the round's summary (with its validation DSC and
+    the previous network's, on the same fixed set; the first close reserves that set's collection part)."""
     from datetime import datetime, timezone
 
-    from workflows.retrain import fine_tune_working
+    from workflows.retrain import fine_tune_working, repository_data, reserve_collection_validation, validation_dsc
 
     round_ = open_round(session)
     if round_ is None:
@@ -248,12 +249,19 @@ def close_round(session: Session, settings: Settings, preset: str, progress: boo
         raise AnnotatorError(f"round {round_.number}: {waiting} image(s) are still undecided; "
                              "let the RAs/MDs finish, then `annotator round sync` (and `annotator md queue --sync`)")
     before = working_model(session)
-    model = fine_tune_working(session, settings, preset, stage=f"round-{round_.number}", progress=progress)
+    verified = list(session.scalars(select(Image.id).where(
+        Image.id.in_(select(Task.image_id).where(Task.round_id == round_.id, Task.queue == "ra_review")),
+        Image.state.in_(STAGE2_MADE)).order_by(Image.id)))
+    reserved = reserve_collection_validation(session, verified, seed=round_.number)
+    data = repository_data(session, settings)
+    val_before = validation_dsc(settings, before, data) if before is not None else None
+    model = fine_tune_working(session, settings, preset, stage=f"round-{round_.number}", progress=progress, data=data)
     summary = round_summary(session, settings, round_)
     summary.update({"previous_model_version": before.model_version if before else None,
                     "new_model_version": model.model_version,
-                    "val_dsc_before": (before.metrics or {}).get("val_dsc") if before else None,
+                    "val_dsc_before": val_before,
                     "val_dsc": (model.metrics or {}).get("val_dsc"),
+                    "val_images": len(data.val), "val_collection_images": len(reserved),
                     "repository_stage2_masks": stage2_mask_count(session)})
     round_.summary = summary
     round_.status = "closed"

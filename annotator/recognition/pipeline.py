@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -553,8 +554,9 @@ class PipelineRunner:
             if clf.config.arch not in seen_arch:
                 seen_arch.add(clf.config.arch)
                 params.add(clf.config.arch, f"classifier ({len(clf.class_names)} classes)", f"{count_parameters(clf.model) / 1e6:.2f}")
-        timing.note = (f"Single-image calls after one warm-up, torch threads {threads}, eager fp32; the machine was shared "
-                       "with other work, so treat these as indicative.")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        timing.note = (f"Single-image calls after one warm-up, torch threads {threads}, eager fp32, load average "
+                       f"{load:.1f} on {os.cpu_count()} cores when measured (a load above the core count slows them).")
         self.timing_table = timing
         self._table("timing", timing)
         self._table("parameters", params)

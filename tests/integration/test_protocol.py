@@ -155,6 +155,12 @@ def test_round_survives_kills_and_records_every_decision_once(campaign):
         assert working.model_version == summary["new_model_version"] != working_before
         assert working.parent_version == working_before and working.stage == "round-1"
         assert 0.0 <= summary["val_dsc"] <= 1.0 and summary["reviews"] == 10
+        # the first close reserved a share of the verified images as the collection part of the validation set
+        reserved = set(session.scalars(select(SplitMember.image_id).where(SplitMember.name == "validation")))
+        assert len(reserved) == summary["val_collection_images"] >= 1
+        assert 0.0 <= summary["val_dsc_before"] <= 1.0 and summary["val_images"] > len(reserved)
+        assert reserved <= set(working.training_snapshot["val_image_ids"])
+        assert not reserved & set(working.training_snapshot["train_image_ids"])
         assert sum(summary["decisions"].get(k, 0) for k in ("accept", "reject", "unsure", "exclude")) == 10
         from workflows.engine import replay_all
 

@@ -21,13 +21,23 @@ def _pool() -> list[Candidate]:
 
 
 def test_allocate_is_proportional_and_sums_to_the_round():
-    alloc = allocate({"big": 80, "mid": 15, "small": 5}, 20)
-    assert sum(alloc.values()) == 20
-    assert alloc == {"big": 15, "mid": 3, "small": 2}  # 1 each, then 17 by largest remainder over 77/14/4
+    assert allocate({"big": 80, "mid": 15, "small": 5}, 20) == {"big": 16, "mid": 3, "small": 1}
+    alloc = allocate({"big": 81, "mid": 14, "small": 5}, 20)  # quotas 16.2, 2.8, 1.0
+    assert alloc == {"big": 16, "mid": 3, "small": 1}
 
 
-def test_allocate_with_fewer_slots_than_strata_takes_the_largest():
+def test_allocate_gives_leftover_slots_to_small_strata_in_turn():
+    sizes = {f"s{i}": 1 for i in range(10)} | {"big": 90}  # ten strata with a quota of 0.1 each
+    taken = [k for seed in range(20) for k, n in allocate(sizes, 10, seed).items() if n and k != "big"]
+    assert all(allocate(sizes, 10, seed)["big"] == 9 for seed in range(20))
+    assert len(taken) == 20 and len(set(taken)) >= 8  # one small stratum per round, a different one mostly
     assert allocate({"a": 5, "b": 9, "c": 1}, 2) == {"a": 1, "b": 1, "c": 0}
+
+
+def test_a_covering_allocation_gives_every_stratum_one_first():
+    assert allocate({"big": 80, "mid": 15, "small": 5}, 20, cover=True) == {"big": 15, "mid": 3, "small": 2}
+    assert allocate({"a": 5, "b": 9, "c": 1}, 2, cover=True) == {"a": 1, "b": 1, "c": 0}  # the largest first
+    assert allocate({"a": 5, "b": 9, "c": 1}, 3, cover=True) == {"a": 1, "b": 1, "c": 1}
 
 
 def test_stratified_covers_every_class_and_is_deterministic():
