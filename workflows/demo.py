@@ -156,7 +156,8 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
         say(f"  round {summary['round']} closed: accepted unedited {summary['accepted_unedited_share']:.0%}, "
             f"DSC prediction->final {summary['prediction_dsc_to_final']:.4f}, decisions {summary['decisions']}, "
             f"validation DSC {summary['val_dsc_before']:.4f} -> {summary['val_dsc']:.4f} "
-            f"(new working network {summary['new_model_version']})")
+            + (f"(no fine-tuned epoch beat it: {summary['new_model_version']} stays)" if summary.get("kept_previous")
+               else f"(new working network {summary['new_model_version']})"))
     lap("stage2", t0)
 
     say("== Stage III: six networks, best of six on every remaining image")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from db.models import Model, Round
 from workflows.simulator import SimulationPolicy
 
-COLUMNS = ("stage", "round", "images", "accepted_unedited_share", "prediction_dsc_to_final", "val_dsc",
+COLUMNS = ("stage", "round", "images", "source", "accepted_unedited_share", "prediction_dsc_to_final", "val_dsc",
            "accept", "reject", "unsure", "exclude", "ra_minutes", "md_minutes", "minutes_saved_share")
 
 
@@ -38,8 +38,11 @@ def campaign_rows(session: Session, policy: SimulationPolicy | None = None) -> l
         saved = None
         if ra is not None and reviews:
             saved = 1.0 - (ra * 60.0) / (reviews * scratch_s)
+        source = "all remaining" if r.stage == 3 else "pool"
+        if r.stage == 2 and s.get("from_stage3_denied"):
+            source = "Stage III denied" if s["from_stage3_denied"] == r.size else "pool + Stage III denied"
         rows.append({
-            "stage": r.stage, "round": r.number, "images": r.size,
+            "stage": r.stage, "round": r.number, "images": r.size, "source": source,
             "accepted_unedited_share": s.get("accepted_unedited_share"),
             "prediction_dsc_to_final": s.get("prediction_dsc_to_final"), "val_dsc": s.get("val_dsc"),
             "accept": decisions.get("accept", 0), "reject": decisions.get("reject", 0),
@@ -91,7 +94,7 @@ def write_report(session: Session, out_dir: Path, extra: dict | None = None) -> 
     (out_dir / "campaign.md").write_text("\n".join(lines) + "\n")
 
     stage2 = [r for r in rows if r["stage"] == 2]
-    labels = [f"r{r['round']}" for r in stage2]
+    labels = [f"r{r['round']}" + ("\n(denied)" if "denied" in r["source"] else "") for r in stage2]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     ax.plot(labels, [r["accepted_unedited_share"] or 0 for r in stage2], "o-", label="accepted unedited")

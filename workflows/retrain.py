@@ -135,7 +135,8 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
 def train_on_repository(session: Session, settings: Settings, spec_name: str, preset: str, stage: str, *,
                         init_from: Model | None = None, data: RepositoryData | None = None, progress: bool = True,
                         make_working: bool = False) -> Model:
-    """Train ``spec_name`` on the repository (fine-tuning ``init_from`` when given) and register it."""
+    """Train ``spec_name`` on the repository (fine-tuning ``init_from`` when given) and register it. A
+    fine-tune that never beats ``init_from`` on the validation set returns ``init_from`` itself."""
     from annotator.segmentation.registry import get_spec
     from annotator.segmentation.train import get_preset, train_model
     from workflows.stage1 import mark_working, register_model
@@ -151,6 +152,12 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
     out_dir = settings.models_path / stage / spec.name
     result = train_model(spec, config, data.training_pairs(), data.val, out_dir, progress=progress, snapshot=snapshot,
                          weights_path=weights)
+    if init_from is not None and result.metrics.get("best_epoch") == 0:
+        # no epoch beat the starting network on the fixed validation set: it stays, nothing new is registered
+        log.info("no epoch of %s beat %s on validation: it stays", stage, init_from.model_version)
+        if make_working:
+            mark_working(session, init_from)
+        return init_from
     final = settings.models_path / f"{result.model_version}.pt"
     if not final.exists():
         shutil.copyfile(result.checkpoint_path, final)

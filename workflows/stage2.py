@@ -105,8 +105,9 @@ def start_round(session: Session, settings: Settings, predictor, *, size: int, s
         cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr) for i in pool]
     chosen = set(choose(strategy, cands, size, seed))
     number = (session.scalar(select(func.max(Round.number)).where(Round.stage == STAGE)) or 0) + 1
+    from_denied = sum(1 for i in pool if i.id in chosen and i.state == "denied")
     round_ = Round(stage=STAGE, number=number, size=len(chosen), strategy=strategy, status="open",
-                   model_version=model.model_version)
+                   model_version=model.model_version, summary={"from_stage3_denied": from_denied})
     session.add(round_)
     session.flush()
     images = [i for i in pool if i.id in chosen]
@@ -256,14 +257,16 @@ def close_round(session: Session, settings: Settings, preset: str, progress: boo
     data = repository_data(session, settings)
     val_before = validation_dsc(settings, before, data) if before is not None else None
     model = fine_tune_working(session, settings, preset, stage=f"round-{round_.number}", progress=progress, data=data)
+    kept = before is not None and model.id == before.id  # the fine-tune never beat it on validation
     summary = round_summary(session, settings, round_)
     summary.update({"previous_model_version": before.model_version if before else None,
                     "new_model_version": model.model_version,
                     "val_dsc_before": val_before,
-                    "val_dsc": (model.metrics or {}).get("val_dsc"),
+                    "val_dsc": val_before if kept else (model.metrics or {}).get("val_dsc"),
+                    "kept_previous": kept,
                     "val_images": len(data.val), "val_collection_images": len(reserved),
                     "repository_stage2_masks": stage2_mask_count(session)})
-    round_.summary = summary
+    round_.summary = {**(round_.summary or {}), **summary}
     round_.status = "closed"
     round_.closed_at = datetime.now(timezone.utc)
     session.flush()

@@ -267,6 +267,12 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
 
     train_x, train_y = prepare_arrays(train_pairs, spec.input_size_px)
     val_x, val_y = prepare_arrays(val_pairs, spec.input_size_px)
+    if weights_path is not None and state["best_state"] is None:
+        # training on from given weights: they are the bar to beat ("epoch 0"); when no epoch beats them
+        # on validation, the result is those weights, unchanged (best_epoch 0)
+        _, start_dsc = _validate(model, val_x, val_y, config)
+        state.update(best_dsc=start_dsc, best_epoch=0,
+                     best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
     steps = max(math.ceil(len(train_x) / config.batch_size), config.min_steps_per_epoch)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter() - state["train_s"]

@@ -108,3 +108,13 @@ def test_training_from_given_weights_starts_at_the_fine_tune_lr(tiny_run, seed_p
     assert ckpt.history[0]["val_dsc"] > 0.75
     scratch = train_model(get_spec("unet-resnet18"), config, seed_pairs[:2], seed_pairs[:2], tmp_path / "s", progress=False)
     assert load_checkpoint(scratch.checkpoint_path).train_config["lr"] == PRESETS["tiny"].lr
+
+
+def test_a_fine_tune_that_never_beats_its_start_returns_the_start(tiny_run, seed_pairs, tmp_path):
+    result, _ = tiny_run
+    wrecking = dataclasses.replace(PRESETS["tiny"], max_epochs=2, fine_tune_lr=50.0, verify_fast_paths=False)
+    tuned = train_model(get_spec("unet-resnet18"), wrecking, seed_pairs[:2], seed_pairs[:2], tmp_path, progress=False,
+                        weights_path=result.checkpoint_path)
+    assert tuned.metrics["best_epoch"] == 0 and tuned.metrics["epochs"] == 2
+    assert tuned.model_version == result.model_version  # the very same weights
+    assert tuned.metrics["val_dsc"] == pytest.approx(result.metrics["val_dsc"], abs=1e-6)
