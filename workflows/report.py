@@ -103,8 +103,12 @@ def write_report(session: Session, out_dir: Path, extra: dict | None = None) -> 
     ax.set_title("Stage II rounds")
     ax.legend(loc="lower right")
     ax = axes[1]
-    vals = [base] + [r["val_dsc"] for r in stage2]
-    ax.plot(["stage I"] + labels, [v or 0 for v in vals], "o-", color="tab:green")
+    # in protocol order, Stage III's main network included: the swap to it shows where it happens
+    points = [("stage I", base)] + [
+        ("stage III\nmain" if r["stage"] == 3 else f"r{r['round']}" + ("\n(denied)" if "denied" in r["source"] else ""),
+         r["val_dsc"]) for r in rows]
+    vals = [v for _, v in points]
+    ax.plot([label for label, _ in points], [v or 0 for v in vals], "o-", color="tab:green")
     low = min([v for v in vals if v] or [0.9])
     ax.set_ylim(max(0.0, low - 0.02), 1.0)
     ax.set_title("working network: validation DSC")
