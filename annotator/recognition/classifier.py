@@ -107,8 +107,9 @@ def build_network(arch: str, num_classes: int, weights_path: Path | None = None)
         net = torchvision.models.get_model(spec.builder_name, **kwargs)
         if spec.name == "squeezenet":
             # torchvision's head ends Conv -> ReLU -> pool: trained from scratch, the ReLU often zeroes every
-            # logit for good (uniform 1/3 outputs, loss stuck at ln 3; seen in 14 of 35 cross-validation
-            # folds). Without it the logits are free; the head has no weights to load either way.
+            # logit (uniform 1/3 outputs, loss stuck at ln 3): in the quick pipeline's 35 cross-validation folds,
+            # 8 gave only uniform outputs and 16 more in part. Without it the logits are free (0 of 35); the
+            # head has no weights to load either way.
             net.classifier[2] = nn.Identity()
     if weights_path is not None:
         skipped = load_local_weights(net, Path(weights_path))
