@@ -70,16 +70,16 @@ PRESETS: dict[str, TrainConfig] = {
     # (2.4x faster steps), milder augmentation, 8 minutes per network (Stage I shares 24 minutes among
     # its three; see workflows/stage1.py). On a quiet machine U-Net-ResNet18 runs its 40 epochs in about
     # 6 minutes (~9 s per epoch of 308 images, 2 threads); on a shared one the time budget ends it sooner.
-    # Fine-tuning (Stage II rounds, Stage III's main network) starts at 3e-4: 1e-3 would first undo much of
-    # what the network knew (the demo's validation DSC fell in rounds that restarted at 1e-3).
+    # Fine-tuning (Stage II rounds, Stage III's main network) starts at 3e-4, gentler on trained weights than
+    # 1e-3; and train_model keeps the starting weights when no epoch beats them on validation.
     "quick": TrainConfig(name="quick", input_size_px=128, batch_size=4, max_epochs=40, lr=1e-3, fine_tune_lr=3e-4,
-                         lr_patience=3, early_stop_patience=8, rotation_deg=10.0, translate=0.06, loss="ce+dice", bf16=True,
-                         channels_last=True, max_train_s=480.0, schedule="cosine"),
+                         lr_patience=3, early_stop_patience=8, rotation_deg=10.0, translate=0.06, loss="ce+dice",
+                         bf16=True, channels_last=True, max_train_s=480.0, schedule="cosine"),
     # `annotator demo`: the quick setting with 90 s a network, so the demo's ~14 trainings (Stage I's three,
     # a fine-tune per round, Stage III's six and the main one) fit its 45 minutes on two cores.
     "demo": TrainConfig(name="demo", input_size_px=128, batch_size=4, max_epochs=12, lr=1e-3, fine_tune_lr=3e-4,
-                        lr_patience=3, early_stop_patience=6, rotation_deg=10.0, translate=0.06, loss="ce+dice", bf16=True,
-                        channels_last=True, max_train_s=90.0, schedule="cosine", fast_path_images=8),
+                        lr_patience=3, early_stop_patience=6, rotation_deg=10.0, translate=0.06, loss="ce+dice",
+                        bf16=True, channels_last=True, max_train_s=90.0, schedule="cosine", fast_path_images=8),
     # End-to-end tests of the protocol (the demo on a small subset): two short epochs, no fast-path check.
     "smoke": TrainConfig(name="smoke", input_size_px=64, batch_size=4, max_epochs=2, lr=3e-3, lr_patience=50,
                          early_stop_patience=50, rotation_deg=0.0, translate=0.0, loss="ce+dice",
