@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
-from db.engine import session_scope
 from annotator.imaging.io import read_mask
+from db.engine import session_scope
 from db.models import Image, Mask, Task
 
 log = logging.getLogger(__name__)

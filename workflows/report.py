@@ -52,6 +52,13 @@ def campaign_rows(session: Session, policy: SimulationPolicy | None = None) -> l
     return rows
 
 
+def _label(row: dict) -> str:
+    """A row's name on the charts: r1, r2, ... (Stage III's rows are its main network)."""
+    if row["stage"] == 3:
+        return "stage III\nmain"
+    return f"r{row['round']}" + ("\n(denied)" if "denied" in row["source"] else "")
+
+
 def stage1_val_dsc(session: Session) -> float | None:
     """The Stage I working network's validation DSC on the fixed set the rounds use (measured when the
     first round closed); before any round, on Stage I's own validation part."""
@@ -94,7 +101,7 @@ def write_report(session: Session, out_dir: Path, extra: dict | None = None) -> 
     (out_dir / "campaign.md").write_text("\n".join(lines) + "\n")
 
     stage2 = [r for r in rows if r["stage"] == 2]
-    labels = [f"r{r['round']}" + ("\n(denied)" if "denied" in r["source"] else "") for r in stage2]
+    labels = [_label(r) for r in stage2]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     ax.plot(labels, [r["accepted_unedited_share"] or 0 for r in stage2], "o-", label="accepted unedited")
@@ -104,9 +111,7 @@ def write_report(session: Session, out_dir: Path, extra: dict | None = None) -> 
     ax.legend(loc="lower right")
     ax = axes[1]
     # in protocol order, Stage III's main network included: the swap to it shows where it happens
-    points = [("stage I", base)] + [
-        ("stage III\nmain" if r["stage"] == 3 else f"r{r['round']}" + ("\n(denied)" if "denied" in r["source"] else ""),
-         r["val_dsc"]) for r in rows]
+    points = [("stage I", base)] + [(_label(r), r["val_dsc"]) for r in rows]
     vals = [v for _, v in points]
     ax.plot([label for label, _ in points], [v or 0 for v in vals], "o-", color="tab:green")
     low = min([v for v in vals if v] or [0.9])
