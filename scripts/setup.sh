@@ -19,6 +19,12 @@ fi
 
 stamp=.venv/.installed-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 if [[ ! -f $stamp ]]; then
+  # the pinned torch is a 6 GB build: a full disk would otherwise surface as an OSError deep in pip
+  free_gb=$(df -Pk . "${TMPDIR:-/tmp}" | awk 'NR > 1 {print int($4 / 1048576)}' | sort -n | head -1)
+  if (( free_gb < 12 )); then
+    echo "error: installing the environment needs about 12 GB free disk (here and in ${TMPDIR:-/tmp}); ${free_gb} GB free"
+    exit 1
+  fi
   [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
   echo "installing pinned Python packages into .venv (a few minutes the first time)"
   .venv/bin/pip install -q -r requirements.lock 2>&1 | grep -v "^WARNING: Location" || true

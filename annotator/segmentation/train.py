@@ -242,8 +242,8 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
     last_path = out_dir / "last.pt"
     model_path = out_dir / "model.pt"
     resumed_from = 0
-    if resume and last_path.is_file():
-        saved = torch.load(last_path, map_location="cpu", weights_only=False)
+    saved = _load_resume_state(last_path) if resume else None
+    if saved is not None:
         if saved.get("identity") == identity:
             done = saved["state"]
             more = (done["epoch"] < config.max_epochs and done.get("stop_reason") != "early stop"
@@ -328,8 +328,11 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
             state["stop_reason"] = ("early stop" if state["since_best_loss"] >= config.early_stop_patience
                                     else "time budget" if stop else "max epochs")
             state["finished"] = stop or state["epoch"] >= config.max_epochs
+            # written aside, then moved: a crash mid-write leaves the previous epoch's state readable
+            partial = last_path.with_suffix(".pt.tmp")
             torch.save({"identity": identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "state": state}, last_path)
+                        "scheduler": scheduler.state_dict(), "state": state}, partial)
+            partial.replace(last_path)
 
     model.load_state_dict(state["best_state"])
     model = model.to(memory_format=torch.contiguous_format).eval()
@@ -346,6 +349,20 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
     (out_dir / "history.json").write_text(json.dumps({"model_version": ckpt.model_version, "history": history,
                                                       "metrics": metrics}, indent=2))
     return TrainResult(model_path, ckpt.model_version, metrics, curves, resumed_from)
+
+
+def _load_resume_state(path: Path) -> dict | None:
+    """The saved state of an interrupted or finished run, or None (no file, or one that does not read)."""
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or foreign file: it is only a resume point, training starts afresh
+        log.warning("%s does not read (%s); starting afresh", path, exc)
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def _final_metrics(ckpt: Checkpoint, model, val_pairs: Sequence[Pair], config: TrainConfig) -> dict:

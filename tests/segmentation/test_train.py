@@ -64,6 +64,19 @@ def test_finished_run_is_not_trained_again_and_can_be_extended(seed_pairs, tmp_p
     assert straight.model_version == extended.model_version
 
 
+@pytest.mark.slow
+def test_a_truncated_resume_point_is_set_aside_not_fatal(seed_pairs, tmp_path):
+    """A crash mid-write of last.pt (before writes went through a temporary file) must not block a rerun."""
+    spec = get_spec("unet-resnet18")
+    config = dataclasses.replace(PRESETS["tiny"], max_epochs=1, verify_fast_paths=False)
+    first = train_model(spec, config, seed_pairs[:2], seed_pairs[:2], tmp_path, progress=False)
+    assert not list(tmp_path.glob("*.tmp"))
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[:4000])
+    again = train_model(spec, config, seed_pairs[:2], seed_pairs[:2], tmp_path, progress=False)
+    assert again.resumed_from_epoch == 0 and again.model_version == first.model_version  # retrained, same seed
+
+
 def test_bad_training_input_is_refused_clearly(seed_pairs, tmp_path):
     spec, config = get_spec("unet-resnet18"), PRESETS["tiny"]
     with pytest.raises(TrainingError, match="training set is empty"):
