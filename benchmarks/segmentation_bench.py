@@ -12,7 +12,9 @@ prints the load average next to the figures.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -113,6 +115,7 @@ def main() -> None:
         spec = get_spec("unet-resnet18", input_size_px=256)
         torch.manual_seed(0)
         checkpoint = Path(tempfile.mkdtemp(prefix="segbench-")) / "untrained.pt"
+        atexit.register(shutil.rmtree, checkpoint.parent, True)  # ~100 MB with its ONNX export
         save_checkpoint(checkpoint, spec, build_model(spec).state_dict())
         print("no --checkpoint: an untrained U-Net-ResNet18 at 256 px (speed only)")
     data = args.data or find_sample_data()

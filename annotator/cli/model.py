@@ -193,8 +193,6 @@ def table_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Table 11 style: trainable parameters and ms per image (model only, batch 1) per backend."""
-    from annotator.segmentation.factory import count_parameters
-    from annotator.segmentation.predict import Predictor
     from annotator.segmentation.registry import SPECS, normalize_name
     from db.engine import session_scope
     from workflows.stage1 import resolve_checkpoint
@@ -216,34 +214,17 @@ def table_cmd(
 
             spec = SPECS[normalize_name(ref)].with_input_size(size_px)
             torch.manual_seed(0)
-            path = Path(tempfile.mkdtemp(prefix="annotator-table-")) / f"{spec.name}.pt"
-            save_checkpoint(path, spec, build_model(spec).state_dict())
-        elif has_workspace:
+            with tempfile.TemporaryDirectory(prefix="annotator-table-") as tmp:  # untrained: gone after timing
+                path = Path(tmp) / f"{spec.name}.pt"
+                save_checkpoint(path, spec, build_model(spec).state_dict())
+                rows.append(_timing_row(ref, path, backends, size_px, repeats))
+            continue
+        if has_workspace:
             with session_scope(require_workspace(settings)) as session:
                 path = resolve_checkpoint(session, settings, ref)
         else:
             path = resolve_checkpoint(None, settings, ref)
-        image = np.random.default_rng(0).integers(0, 256, (size_px, size_px), dtype=np.uint8)
-        row = {"model": ref}
-        for name in backends:
-            try:
-                predictor = Predictor.from_checkpoint(path, backend=name, verify_images=[image] if name != "eager"
-                                                      else None, min_dice=0.0)
-            except ModelError as exc:
-                row[f"{name}_ms"] = None
-                row[f"{name}_error"] = str(exc)
-                continue
-            row["model_version"] = predictor.model_version
-            row["network"] = predictor.spec.display_name
-            row["params_m"] = round(count_parameters(predictor.model) / 1e6, 2)
-            batch = np.zeros((1, predictor.spec.input_size_px, predictor.spec.input_size_px), np.float32)
-            predictor.forward_batch(batch)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                predictor.forward_batch(batch)
-            row[f"{name}_ms"] = round((time.perf_counter() - start) * 1000 / repeats, 1)
-            row["input_px"] = predictor.spec.input_size_px
-        rows.append(row)
+        rows.append(_timing_row(ref, path, backends, size_px, repeats))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -254,3 +235,31 @@ def table_cmd(
         table.add_row(r.get("network", "?"), r.get("model_version", r["model"]), str(r.get("input_px", "")),
                       f"{r.get('params_m', 0):.2f}", *(str(r.get(f"{b}_ms") or "refused") for b in backends))
     console.print(table)
+
+
+def _timing_row(ref: str, path: Path, backends: list[str], size_px: int, repeats: int) -> dict:
+    """Parameters and ms per image of one checkpoint, per backend (a refused backend gets its reason)."""
+    from annotator.segmentation.factory import count_parameters
+    from annotator.segmentation.predict import Predictor
+
+    image = np.random.default_rng(0).integers(0, 256, (size_px, size_px), dtype=np.uint8)
+    row: dict = {"model": ref}
+    for name in backends:
+        try:
+            predictor = Predictor.from_checkpoint(path, backend=name, verify_images=[image] if name != "eager"
+                                                  else None, min_dice=0.0)
+        except ModelError as exc:
+            row[f"{name}_ms"] = None
+            row[f"{name}_error"] = str(exc)
+            continue
+        row["model_version"] = predictor.model_version
+        row["network"] = predictor.spec.display_name
+        row["params_m"] = round(count_parameters(predictor.model) / 1e6, 2)
+        batch = np.zeros((1, predictor.spec.input_size_px, predictor.spec.input_size_px), np.float32)
+        predictor.forward_batch(batch)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            predictor.forward_batch(batch)
+        row[f"{name}_ms"] = round((time.perf_counter() - start) * 1000 / repeats, 1)
+        row["input_px"] = predictor.spec.input_size_px
+    return row

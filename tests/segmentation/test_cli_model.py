@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import tempfile
 
 from typer.testing import CliRunner
 
 from annotator.cli.main import app
 
 
-def test_table_times_each_backend_with_parameters(tmp_path):
+def test_table_times_each_backend_with_parameters(tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = CliRunner().invoke(app, ["-w", str(tmp_path / "none"), "model", "table", "--model", "fpn-resnet18",
                                    "--backend", "eager", "--backend", "onnx", "--size-px", "64", "--repeats", "2",
                                    "--json"])
@@ -17,6 +21,7 @@ def test_table_times_each_backend_with_parameters(tmp_path):
     row = json.loads(out.output[out.output.index("["):])[0]
     assert row["network"] == "FPN-ResNet18" and row["params_m"] == 13.04 and row["input_px"] == 64
     assert row["eager_ms"] > 0 and row["onnx_ms"] > 0
+    assert list(scratch.glob("annotator-*")) == []  # the untrained checkpoint and its ONNX export are removed
 
 
 def test_evaluate_a_checkpoint_on_an_external_collection(tiny_run, sample_data, tmp_path):
