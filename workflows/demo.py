@@ -166,7 +166,8 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
         s3 = stage3_round(session)
         if s3 is None or s3.status != "closed":
             rep = run_stage3(session, settings, preset, require_reference=True, progress=True)
-            say(f"  {rep.candidates} images nominated; networks {', '.join(rep.networks)}")
+            say(f"  {rep.candidates} images nominated; networks {', '.join(rep.networks)}"
+                + "".join(f"; {n} went on from the working network {v}" for n, v in rep.warm_started.items()))
     _push(settings, ls, "best_of_six")
     _act(settings, ls, "best_of_six", people)
     _sync(settings, ls, ("best_of_six",))

@@ -18,6 +18,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
@@ -29,6 +30,9 @@ from annotator.imaging.io import read_image, read_mask
 from db.models import Image, Mask, Model, SplitMember
 from db.queries import current_mask, working_model
 from workflows.protocol import IN_REPOSITORY
+
+if TYPE_CHECKING:
+    from annotator.segmentation.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +136,9 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
     return RepositoryData(train, val, train_ids, val_ids, mask_ids, is_seed)
 
 
-def train_on_repository(session: Session, settings: Settings, spec_name: str, preset: str, stage: str, *,
-                        init_from: Model | None = None, data: RepositoryData | None = None, progress: bool = True,
-                        make_working: bool = False) -> Model:
+def train_on_repository(session: Session, settings: Settings, spec_name: str, preset: str | TrainConfig,
+                        stage: str, *, init_from: Model | None = None, data: RepositoryData | None = None,
+                        progress: bool = True, make_working: bool = False) -> Model:
     """Train ``spec_name`` on the repository (fine-tuning ``init_from`` when given) and register it. A
     fine-tune that never beats ``init_from`` on the validation set returns ``init_from`` itself."""
     from annotator.segmentation.registry import get_spec
@@ -143,7 +147,7 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
 
     data = data or repository_data(session, settings)
     spec = get_spec(spec_name)
-    config = get_preset(preset)
+    config = get_preset(preset) if isinstance(preset, str) else preset
     weights = settings.workspace_path / init_from.checkpoint_path if init_from is not None else None
     snapshot = {"stage": stage, "n_train": len(data.train), "train_image_ids": data.train_image_ids,
                 "collection_repeat": data.collection_repeat(),

@@ -5,7 +5,8 @@ go back through Stage II rounds.
 
 The six: U-Net, U-Net++ and FPN, each with a ResNet18 and a DenseNet121 encoder, the two lightest encoder
 families of the registry (13-30 M parameters), so six trainings fit on two CPU cores, while the pair still
-contrasts residual and dense encoders under each decoder.
+contrasts residual and dense encoders under each decoder. The one of the six with the working network's
+architecture trains on from the working network's weights; the other five start from scratch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,8 +26,12 @@ from annotator.imaging.io import read_image
 from annotator.labelstudio.grid import write_best_of_six
 from annotator.ingest.importer import add_mask
 from db.models import Decision, Image, Model, Round, Task
+from db.queries import working_model
 from workflows import engine
 from workflows.decisions import HANDLERS, prediction_mask
+
+if TYPE_CHECKING:
+    from annotator.segmentation.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +46,14 @@ class Stage3Report:
     networks: list[str]
     model_versions: list[str]
     candidates: int
+    warm_started: dict[str, str] = field(default_factory=dict)  # network -> the working version it went on from
 
 
 def stage3_round(session: Session) -> Round | None:
     return session.scalar(select(Round).where(Round.stage == STAGE).order_by(Round.id.desc()).limit(1))
 
 
-def run_stage3(session: Session, settings: Settings, preset: str, *, networks: tuple[str, ...] = NETWORKS,
+def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, *, networks: tuple[str, ...] = NETWORKS,
                progress: bool = True, limit: int | None = None, require_reference: bool = False,
                on_image: Callable[[], None] | None = None) -> Stage3Report:
     """Train the six networks (resumable), predict every image of the pool with each, create the
@@ -59,16 +66,24 @@ def run_stage3(session: Session, settings: Settings, preset: str, *, networks: t
     if existing is not None:
         versions = existing.summary.get("model_versions", [])
         count = session.scalar(select(func.count(Task.id)).where(Task.round_id == existing.id)) or 0
-        return Stage3Report(existing.id, list(networks), versions, count)
+        return Stage3Report(existing.id, list(networks), versions, count, existing.summary.get("warm_started", {}))
     if len(networks) != 6:
         raise AnnotatorError(f"Stage III compares six networks, {len(networks)} given")
     data = repository_data(session, settings)
+    working = working_model(session)
     models: list[Model] = []
     for name in networks:
-        models.append(train_on_repository(session, settings, name, preset, stage="stage3", data=data, progress=progress))
+        # the working network's own architecture goes on from its weights (it has seen every round); the
+        # other five start from scratch: a comparison of what each can learn from the repository as it stands
+        init = working if working is not None and working.spec == name else None
+        models.append(train_on_repository(session, settings, name, preset, stage="stage3", data=data, init_from=init,
+                                          progress=progress))
     predictors = [Predictor.from_checkpoint(settings.workspace_path / m.checkpoint_path, backend="eager") for m in models]
     round_ = Round(stage=STAGE, number=1, size=0, strategy="all-remaining", status="open",
-                   summary={"networks": list(networks), "model_versions": [m.model_version for m in models]})
+                   summary={"networks": list(networks), "model_versions": [m.model_version for m in models],
+                            "working_before": working.model_version if working is not None else None,
+                            "warm_started": {name: working.model_version for name in networks
+                                             if working is not None and working.spec == name}})
     session.add(round_)
     session.flush()
     pool = [i for i in candidates(session, require_reference) if i.state == "pool"]
@@ -94,7 +109,8 @@ def run_stage3(session: Session, settings: Settings, preset: str, *, networks: t
             on_image()
     round_.size = len(pool)
     session.flush()
-    return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool))
+    return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool),
+                        round_.summary["warm_started"])
 
 
 def _select(session, settings, task, image, annotation, decision, kw, report):

@@ -236,6 +236,18 @@ def test_demo_runs_every_stage_and_reports(tmp_path, sample_data):
         assert final.get("verified", 0) + final.get("md_corrected", 0) > 0
         rounds = list(session.scalars(select(Round).order_by(Round.id)))
         assert {r.stage for r in rounds} == {2, 3, 4} and all(r.status == "closed" for r in rounds)
+        # Stage III: the working network's architecture went on from its weights, the other five from scratch
+        stage3 = next(r for r in rounds if r.stage == 3)
+        warm = stage3.summary["warm_started"]
+        before = session.scalar(select(Model).where(Model.model_version == stage3.summary["working_before"]))
+        assert warm == ({before.spec: before.model_version} if before.spec in stage3.summary["networks"] else {})
+        for name, version in zip(stage3.summary["networks"], stage3.summary["model_versions"], strict=True):
+            row = session.scalar(select(Model).where(Model.model_version == version))
+            assert row.spec == name
+            if name in warm:
+                assert warm[name] in (row.model_version, row.parent_version)
+            else:
+                assert row.parent_version is None
         tests = session.scalar(select(func.count(SplitMember.id)).where(SplitMember.name == "protocol",
                                                                         SplitMember.split == "test"))
         assert tests == final.get("verified", 0) + final.get("md_corrected", 0)

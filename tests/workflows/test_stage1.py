@@ -123,6 +123,32 @@ def test_force_trains_again_and_moves_the_working_mark(seed_workspace):
         assert [w.model_version for w in working] == [result.working.model_version]
 
 
+@pytest.mark.slow
+def test_stage3_trains_the_working_architecture_on_from_its_weights(seed_workspace):
+    """Of the six, the working network's architecture fine-tunes the working weights; five start afresh."""
+    from workflows.stage2 import mark_seed_images
+    from workflows.stage3 import NETWORKS, run_stage3, stage3_round
+
+    settings = seed_workspace
+    with session_scope(settings.database_url) as session:
+        run_stage1(session, settings, preset=_tiny(1), progress=False, variants=("unet-resnet18",))  # done: skips
+        working = session.scalar(select(Model).where(Model.is_working.is_(True)))
+        assert working.spec in NETWORKS  # Stage I here trains U-Net-ResNet18 and FPN-ResNet18
+        assert mark_seed_images(session) > 0  # the seed set is the repository the six train on
+        report = run_stage3(session, settings, _tiny(1), progress=False)
+        summary = stage3_round(session).summary
+        assert summary["working_before"] == working.model_version
+        assert summary["warm_started"] == report.warm_started == {working.spec: working.model_version}
+        for name, version in zip(report.networks, report.model_versions, strict=True):
+            row = session.scalar(select(Model).where(Model.model_version == version))
+            assert row.spec == name
+            if name == working.spec:  # fine-tuned, or the working network itself when no epoch beat it
+                assert working.model_version in (row.model_version, row.parent_version)
+            else:
+                assert row.parent_version is None and row.training_snapshot["init_from"] is None
+        assert session.scalar(select(Model).where(Model.is_working.is_(True))).model_version == working.model_version
+
+
 def test_no_seed_masks_and_bad_names_are_clear_errors(workspace):
     with session_scope(workspace.database_url) as session:
         with pytest.raises(TrainingError, match="no seed lung masks of Montgomery or Shenzhen"):
