@@ -53,9 +53,9 @@ def stage3_round(session: Session) -> Round | None:
     return session.scalar(select(Round).where(Round.stage == STAGE).order_by(Round.id.desc()).limit(1))
 
 
-def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, *, networks: tuple[str, ...] = NETWORKS,
-               progress: bool = True, limit: int | None = None, require_reference: bool = False,
-               on_image: Callable[[], None] | None = None) -> Stage3Report:
+def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, *,
+               networks: tuple[str, ...] = NETWORKS, progress: bool = True, limit: int | None = None,
+               require_reference: bool = False, on_image: Callable[[], None] | None = None) -> Stage3Report:
     """Train the six networks (resumable), predict every image of the pool with each, create the
     best-of-six tasks. A second run after success does nothing new."""
     from annotator.segmentation.predict import Predictor
