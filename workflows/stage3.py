@@ -71,19 +71,18 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
         raise AnnotatorError(f"Stage III compares six networks, {len(networks)} given")
     data = repository_data(session, settings)
     working = working_model(session)
+    # the working network's own architecture goes on from its weights (it has seen every round); the other
+    # five start from scratch: a comparison of what each can learn from the repository as it stands
+    warm = {working.spec: working.model_version} if working is not None and working.spec in networks else {}
     models: list[Model] = []
     for name in networks:
-        # the working network's own architecture goes on from its weights (it has seen every round); the
-        # other five start from scratch: a comparison of what each can learn from the repository as it stands
-        init = working if working is not None and working.spec == name else None
-        models.append(train_on_repository(session, settings, name, preset, stage="stage3", data=data, init_from=init,
-                                          progress=progress))
+        models.append(train_on_repository(session, settings, name, preset, stage="stage3", data=data,
+                                          init_from=working if name in warm else None, progress=progress))
     predictors = [Predictor.from_checkpoint(settings.workspace_path / m.checkpoint_path, backend="eager") for m in models]
     round_ = Round(stage=STAGE, number=1, size=0, strategy="all-remaining", status="open",
                    summary={"networks": list(networks), "model_versions": [m.model_version for m in models],
                             "working_before": working.model_version if working is not None else None,
-                            "warm_started": {name: working.model_version for name in networks
-                                             if working is not None and working.spec == name}})
+                            "warm_started": warm})
     session.add(round_)
     session.flush()
     pool = [i for i in candidates(session, require_reference) if i.state == "pool"]
@@ -109,8 +108,7 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
             on_image()
     round_.size = len(pool)
     session.flush()
-    return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool),
-                        round_.summary["warm_started"])
+    return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool), warm)
 
 
 def _select(session, settings, task, image, annotation, decision, kw, report):
