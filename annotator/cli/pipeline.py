@@ -82,7 +82,7 @@ def predict_command(
     typer.echo(json.dumps(results if len(results) > 1 else results[0], indent=2))
     if not as_json:
         for data in results:
-            verdict = "POSITIVE" if data["covid_positive"] else "negative"
+            verdict = "POSITIVE" if data["covid19"]["detected"] else "negative"
             err_console.print(f"{data['image']}: COVID-19 {verdict}, infected {100 * data['infected_share']:.1f}% "
                               f"({data['severity']})" + (f", report {data['report_png']}" if "report_png" in data else ""),
                               highlight=False)

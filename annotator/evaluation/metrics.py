@@ -1,4 +1,8 @@
-"""The thesis' metrics (eq. 8-17), exactly, with 95% intervals r = 1.96 * sqrt(m (1 - m) / N).
+"""The thesis' metrics (eq. 8-17) with 95% intervals r = 1.96 * sqrt(m (1 - m) / N) (eq. 8).
+
+N is what the thesis counts: the number of test images for every classification figure, per class
+and overall (its Table 10's +-0.73 comes from 6,788 test images), the number of images for per-image
+segmentation means, and the number of pixels for pooled segmentation figures.
 
 Segmentation: pixel accuracy, IoU and DSC of a predicted against a true mask, per image (mean over
 images) and pooled (all pixels of all images counted together). Classification: per class accuracy,
@@ -111,8 +115,8 @@ def classification_report(confusion: np.ndarray, class_names: Sequence[str]) -> 
     """Per-class and class-size-weighted overall accuracy, precision, sensitivity, F1, specificity.
 
     Each class is scored one-versus-rest (thesis eq. 12-16): accuracy = (TP+TN)/N, precision =
-    TP/(TP+FP), sensitivity = TP/(TP+FN), F1 = 2PS/(P+S), specificity = TN/(TN+FP). The radius of each
-    per-class figure uses that figure's own denominator; the overall uses N. Returns
+    TP/(TP+FP), sensitivity = TP/(TP+FN), F1 = 2PS/(P+S), specificity = TN/(TN+FP). The radius of
+    every figure, per class and overall, uses N, the number of test images (eq. 8). Returns
     ``{"n": N, "classes": {name: {"n": .., "accuracy": .., "accuracy_ci": .., ...}}, "overall": {...}}``.
     """
     cm = np.asarray(confusion, dtype=np.int64)
@@ -140,11 +144,8 @@ def classification_report(confusion: np.ndarray, class_names: Sequence[str]) -> 
             "f1": f1,
             "specificity": _ratio(tn, tn + fp),
         }
-        row["accuracy_ci"] = confidence_radius(row["accuracy"], n)
-        row["precision_ci"] = confidence_radius(precision, tp + fp) if tp + fp else float("nan")
-        row["sensitivity_ci"] = confidence_radius(sensitivity, tp + fn) if tp + fn else float("nan")
-        row["f1_ci"] = confidence_radius(f1, tp + fn) if tp + fn and not math.isnan(f1) else float("nan")
-        row["specificity_ci"] = confidence_radius(row["specificity"], tn + fp) if tn + fp else float("nan")
+        for key in ("accuracy", "precision", "sensitivity", "f1", "specificity"):
+            row[f"{key}_ci"] = float("nan") if math.isnan(row[key]) else confidence_radius(row[key], n)
         classes[name] = row
     overall: dict = {"n": n}
     sizes = np.array([classes[c]["n"] for c in class_names], dtype=np.float64)

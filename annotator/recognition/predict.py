@@ -42,15 +42,17 @@ class Analysis:
     model_versions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The JSON of `annotator predict`: lungs by the patient's sides, detection, both class schemes."""
         q = self.quantification
+        lungs = {
+            side: {"infected_share": round(q[f"infected_share_{side}"], 4), "lung_pixels": q[f"lung_pixels_{side}"]}
+            for side in ("right", "left")
+        }
         return {
             "image": self.name,
-            "covid_positive": q["covid_positive"],
+            "covid19": {"detected": q["covid_positive"], "probability": round(q["covid_probability"], 4)},
             "infected_share": round(q["infected_share"], 4),
-            "infected_share_per_lung": {
-                "image_left": round(q["infected_share_image_left"], 4),
-                "image_right": round(q["infected_share_image_right"], 4),
-            },
+            "lungs": lungs,
             "severity": q["severity"],
             "lung_pixels": q["lung_pixels"],
             "infected_pixels": q["infected_pixels"],

@@ -69,13 +69,14 @@ def write_report(analysis, out_dir: Path) -> Path:
         ax.axis("off")
     ax = axes[1, 2]
     ax.axis("off")
-    per_lung = data["infected_share_per_lung"]
+    lungs, covid19 = data["lungs"], data["covid19"]
     lines = [
         f"image: {Path(data['image']).name}",
-        f"COVID-19 (infection detected): {'POSITIVE' if data['covid_positive'] else 'negative'}",
+        f"COVID-19 (infection detected): {'POSITIVE' if covid19['detected'] else 'negative'}"
+        f" (p = {covid19['probability']:.2f})",
         f"infected share of lungs: {100 * data['infected_share']:.2f}%",
-        f"  image-left lung: {100 * per_lung['image_left']:.2f}%",
-        f"  image-right lung: {100 * per_lung['image_right']:.2f}%",
+        f"  patient's right lung: {100 * lungs['right']['infected_share']:.2f}%",
+        f"  patient's left lung: {100 * lungs['left']['infected_share']:.2f}%",
         f"severity grade: {data['severity']}",
     ]
     for scheme, c in data["classification"].items():

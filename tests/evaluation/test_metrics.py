@@ -118,11 +118,22 @@ def test_classification_report_per_class_by_hand():
     assert normal["sensitivity"] == pytest.approx(7 / 8)
     assert normal["f1"] == pytest.approx(7 / 8)
     assert normal["specificity"] == pytest.approx(11 / 12)
-    # radii: accuracy over all N, precision over TP+FP, sensitivity over TP+FN, specificity over TN+FP
+    # radii (eq. 8): every figure over N = 20 test images, not over its own denominator
     assert covid["accuracy_ci"] == pytest.approx(r95(17 / 20, 20))
-    assert covid["precision_ci"] == pytest.approx(r95(5 / 7, 7))
-    assert covid["sensitivity_ci"] == pytest.approx(r95(5 / 6, 6))
-    assert covid["specificity_ci"] == pytest.approx(r95(12 / 14, 14))
+    assert covid["precision_ci"] == pytest.approx(r95(5 / 7, 20))
+    assert covid["sensitivity_ci"] == pytest.approx(r95(5 / 6, 20))
+    assert covid["specificity_ci"] == pytest.approx(r95(12 / 14, 20))
+    assert non_covid["f1_ci"] == pytest.approx(r95(6 / 11, 20))
+
+
+def test_interval_of_a_small_class_uses_the_number_of_test_images():
+    # Table 10's layout: a rare class (16 SARS images among 340) keeps a radius set by all 340 images,
+    # as eq. 8 does; over its own 16 images the radius would be sqrt(340 / 16) = 4.6 times wider.
+    cm = np.array([[300, 2, 0], [12, 4, 0], [20, 0, 2]])
+    sars = classification_report(cm, ["covid", "sars", "mers"])["classes"]["sars"]
+    assert sars["n"] == 16 and sars["sensitivity"] == pytest.approx(0.25)
+    assert sars["sensitivity_ci"] == pytest.approx(1.96 * math.sqrt(0.25 * 0.75 / 340))
+    assert sars["sensitivity_ci"] == pytest.approx(0.0460, abs=5e-5)
 
 
 def test_classification_report_overall_is_weighted_by_class_size():

@@ -26,7 +26,7 @@ def test_classification_table_written_as_csv_and_markdown(tmp_path):
     assert rows[0] == ["network", "class", "n", "accuracy %", "precision %", "sensitivity %", "f1 %", "specificity %"]
     covid = rows[1]
     assert covid[2] == "10"
-    assert covid[5] == percent(0.8, 1.96 * math.sqrt(0.8 * 0.2 / 10), 10)  # sensitivity 8/10
+    assert covid[5] == percent(0.8, 1.96 * math.sqrt(0.8 * 0.2 / 23), 10)  # sensitivity 8/10, radius over N = 23
     assert rows[3][1] == "mers" and rows[3][3] == TOO_FEW
     assert rows[4][1] == "overall (weighted)" and rows[4][2] == "23"
     md = md_path.read_text()

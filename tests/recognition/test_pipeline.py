@@ -72,9 +72,11 @@ def test_predict_prints_json_and_writes_the_png_report(trained_workspace, sample
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["image"] == str(image)
-    assert isinstance(data["covid_positive"], bool)
+    assert isinstance(data["covid19"]["detected"], bool)
+    assert data["covid19"]["detected"] == (data["covid19"]["probability"] > 0.5)
     assert 0.0 <= data["infected_share"] <= 1.0
-    assert set(data["infected_share_per_lung"]) == {"image_left", "image_right"}
+    assert set(data["lungs"]) == {"right", "left"}  # the patient's sides
+    assert sum(side["lung_pixels"] for side in data["lungs"].values()) <= data["lung_pixels"]
     probs = data["classification"]["covid-pneumonia-normal"]["probabilities"]
     assert set(probs) == {"covid", "non_covid_pneumonia", "normal"}
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
