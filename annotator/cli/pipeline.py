@@ -88,7 +88,46 @@ def predict_command(
                               highlight=False)
 
 
+def evaluate_pipeline_command(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", help="the collection's folder (read in place, not imported)")],
+    layout: Annotated[str, typer.Option("--layout", help="manifest | covid-qu-ex | montgomery-shenzhen | folder")] = "manifest",
+    pipeline: Annotated[Path | None, typer.Option("--pipeline", help="a pipeline.json (default: the newest trained)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
+) -> None:
+    """Score a trained pipeline on any collection: lung and infection DSC, detection, classification."""
+    from annotator.ingest.layouts import get_layout
+    from annotator.recognition.predict import CURRENT_NAME
+
+    settings = settings_from(ctx)
+    reader = get_layout(layout)  # a wrong name fails here, listing the layouts
+    if not data.is_dir():
+        raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
+    manifest = pipeline or settings.models_path / "recognition" / CURRENT_NAME
+    _set_threads(settings)
+    from annotator.recognition.external import evaluate_collection
+    from annotator.recognition.predict import RecognitionPredictor
+
+    predictor = RecognitionPredictor.from_manifest(manifest, backend=settings.predict_backend, device=settings.device)
+    try:
+        result = evaluate_collection(predictor, reader(data),
+                                     progress=lambda n: err_console.print(f"scored {n} images", highlight=False))
+    finally:
+        predictor.close()
+    result = {"pipeline": str(manifest), "data": str(data), "layout": layout, **result}
+    typer.echo(json.dumps(result, indent=2))
+    if not as_json:
+        def fig(part: dict, key: str) -> str:
+            return "n/a" if part[key] is None else f"{100 * part[key]:.2f} ± {100 * part[key + '_ci']:.2f}%"
+
+        err_console.print(f"lung DSC {fig(result['lung'], 'dsc')} (n={result['lung']['n']}); infection DSC "
+                          f"{fig(result['infection'], 'dsc')} (n={result['infection']['n']}); detection sensitivity "
+                          f"{fig(result['detection'], 'sensitivity')}, specificity {fig(result['detection'], 'specificity')} "
+                          f"(n={result['detection']['n']}); {len(result['problems'])} files skipped", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the recognition commands to the root app."""
     app.command("train-pipeline")(handle_errors(train_pipeline_command))
     app.command("predict")(handle_errors(predict_command))
+    app.command("evaluate-pipeline")(handle_errors(evaluate_pipeline_command))

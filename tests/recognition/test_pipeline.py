@@ -132,3 +132,67 @@ def test_pipeline_config_file_and_its_errors(tmp_path):
         load_pipeline_config("fast")
     with pytest.raises(UnknownNameError, match="covid-pneumonia-normal, covid-sars-mers"):
         load_pipeline_config("quick", schemes=("covid-tb",))
+
+
+@pytest.fixture
+def quex_collection(sample_root, tmp_path):
+    """A 24-image collection cut from the COVID-QU-Ex set beside the sample set, plus one corrupt image."""
+    import csv
+    import shutil
+
+    source = sample_root.parent / "cxr-quex"
+    if not (source / "manifest.csv").is_file():
+        pytest.skip(f"the COVID-QU-Ex set is not at {source}")
+    with (source / "manifest.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    picked = [r for cls in ("covid", "non_covid_pneumonia", "normal") for r in [x for x in rows if x["class"] == cls][:8]]
+    root = tmp_path / "collection"
+    for r in picked:
+        for key in ("file", "lung_mask_file", "infection_mask_file"):
+            (root / r[key]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source / r[key], root / r[key])
+    broken = dict(picked[0], file="images/covid/broken.jpg", lung_mask_file="", infection_mask_file="",
+                  has_lung_mask="0", has_infection_mask="0")
+    (root / broken["file"]).write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    with (root / "manifest.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(picked + [broken])
+    return root, picked
+
+
+@pytest.mark.slow
+def test_evaluate_pipeline_scores_an_external_collection(trained_workspace, quex_collection):
+    from annotator.evaluation.metrics import dice
+    from annotator.imaging.io import read_image, read_mask
+    from annotator.recognition.predict import CURRENT_NAME, RecognitionPredictor
+
+    settings, _ = trained_workspace
+    root, picked = quex_collection
+    result = runner.invoke(app, ["-w", str(settings.workspace_path), "evaluate-pipeline", "--data", str(root),
+                                 "--layout", "manifest", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["images"] == 24 and len(data["problems"]) == 1 and "broken.jpg" in data["problems"][0]
+    assert data["lung"]["n"] == 24 and data["infection"]["n"] == 24  # empty infection masks count: "no infection"
+    assert (data["detection"]["n"], data["detection"]["positives"], data["detection"]["negatives"]) == (24, 8, 16)
+    assert data["classification"]["covid-pneumonia-normal"]["n"] == 24
+    for part in ("sensitivity", "specificity"):
+        assert 0.0 <= data["detection"][part] <= 1.0
+    # the lung figure, by hand: the mean DSC of the pipeline's own lung masks against the true ones
+    predictor = RecognitionPredictor.from_manifest(settings.models_path / "recognition" / CURRENT_NAME)
+    try:
+        images = [read_image(root / r["file"]) for r in picked]
+        lungs, _ = predictor.segment(images)
+    finally:
+        predictor.close()
+    by_hand = [dice(m, read_mask(root / r["lung_mask_file"], m.shape)) for m, r in zip(lungs, picked)]
+    assert data["lung"]["dsc"] == pytest.approx(sum(by_hand) / 24, abs=1e-6)
+    assert data["lung"]["dsc_ci"] == pytest.approx(1.96 * (data["lung"]["dsc"] * (1 - data["lung"]["dsc"]) / 24) ** 0.5)
+
+
+def test_evaluate_pipeline_without_a_trained_pipeline_says_what_to_run(tmp_path, quex_collection):
+    root, _ = quex_collection
+    result = runner.invoke(app, ["-w", str(tmp_path / "ws"), "evaluate-pipeline", "--data", str(root)])
+    assert result.exit_code == 1
+    assert "train-pipeline" in result.output
