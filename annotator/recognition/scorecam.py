@@ -2,11 +2,12 @@
 
 For the class c and the activation maps A_k of the last convolutional block:
   H_k = normalise(upsample(A_k))           (each map scaled to 0..1 at the input's size)
-  S_k = f_c(X * H_k)                       (the class-c logit of the input masked by H_k; eq. 6)
-  alpha_k = exp(S_k) / sum_j exp(S_j)      (softmax over the maps, as pytorch-grad-cam's ScoreCAM does)
+  alpha_k = f_c(X * H_k) - f_c(X_b)        (eq. 6: the class-c score's increase over the baseline X_b)
   L_c = ReLU(sum_k alpha_k A_k)            (eq. 7), upsampled and scaled to 0..1.
-The softmax over the maps makes the baseline term f_c(X_b) of the original paper cancel out, and keeps
-the map non-empty for a weakly trained network whose masked inputs all score below a black image.
+f_c is the class-c probability (softmax over the classes, as Wang et al. use it) and X_b the black image,
+the input with every pixel masked. A map whose masked input scores below the baseline weighs negatively;
+when no map raises the score the saliency is empty, which is what the network's evidence says (a weakly
+trained network can show that: the report draws it as such rather than inventing a location).
 ``max_maps`` keeps only the maps with the largest mean activation (DenseNet-201 has 1920): a CPU budget.
 """
 
@@ -48,12 +49,12 @@ def score_cam(
     hi = maps.flatten(1).max(1).values[:, None, None]
     valid = (hi - lo).flatten() > 1e-8
     masks = torch.where(valid[:, None, None], (maps - lo) / (hi - lo).clamp_min(1e-8), torch.zeros_like(maps))
-    scores = torch.empty(masks.shape[0])
+    baseline = float(torch.softmax(model(torch.zeros_like(x)).float(), 1)[0, c])
+    weights = torch.empty(masks.shape[0])
     for b in range(0, masks.shape[0], batch_size):
         chunk = masks[b : b + batch_size]
-        scores[b : b + batch_size] = model(x * chunk[:, None])[:, c].float()
-    scores[~valid] = float("-inf")  # a constant map carries no location
-    weights = torch.softmax(scores, 0) if bool(valid.any()) else torch.zeros_like(scores)
+        weights[b : b + batch_size] = torch.softmax(model(x * chunk[:, None]).float(), 1)[:, c] - baseline
+    weights[~valid] = 0.0  # a constant map carries no location
     cam = F.relu((weights[:, None, None] * acts).sum(0))
     cam = F.interpolate(cam[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     cam = cam - cam.min()

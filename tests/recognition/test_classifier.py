@@ -117,7 +117,7 @@ def test_score_cam_maps_of_a_trained_classifier(trained, sample_root):
     image = images[0]
     sal, cls = saliency_for(clf, image, None, None, max_maps=32)
     assert sal.shape == (64, 64) and sal.dtype == np.float32
-    assert sal.min() == pytest.approx(0.0) and sal.max() == pytest.approx(1.0)
+    assert sal.min() == pytest.approx(0.0) and float(sal.max()) in (pytest.approx(1.0), 0.0)  # scaled, or no evidence
     assert cls == int(np.argmax(clf.predict_proba([image])[0]))
     # the segmented variant: a lung mask given, the map is computed on the lung-only input
     seg_clf = Classifier(clf.model, ClassifierConfig(**{**clf.config.__dict__, "input_mode": "segmented"}),
@@ -154,4 +154,25 @@ def test_score_cam_weights_follow_the_class_score():
     net = Left()
     sal, cls = score_cam(net, x, net.features, class_index=0, max_maps=None)
     assert cls == 0
-    assert sal[:, :16].mean() > 2 * sal[:, 16:].mean()
+    # eq. 6: the right map leaves the class-0 score at the black baseline's (p = 0.5), so its weight is
+    # exactly 0 and nothing of it shows (a softmax over the maps would give it a weight above 0)
+    assert sal[:, 16:].max() == 0.0
+    assert sal[:, :16].max() == pytest.approx(1.0)
+
+
+def test_score_cam_is_empty_when_no_map_raises_the_score():
+    """A network whose class-0 score only falls when parts of the image are masked: every weight of
+    eq. 6 is <= 0, and the saliency is empty rather than an invented location."""
+
+    class Dark(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Identity()
+
+        def forward(self, x):
+            f = self.features(x)
+            return torch.stack([-10 * f.mean((1, 2, 3)), torch.zeros(x.shape[0])], 1)
+
+    net = Dark()
+    sal, _ = score_cam(net, torch.rand(1, 3, 16, 16), net.features, class_index=0, max_maps=None)
+    assert sal.shape == (16, 16) and not sal.any()
