@@ -143,6 +143,11 @@ class ClassifierConfig:
     balance_cap: int | None = None  # top minority classes up to at most this many images
     seed: int = 0
     weights_path: str | None = None  # a local weights file (state dict); None: from scratch
+    # section 4.1, with a validation set: stop after `patience` epochs without a lower validation loss,
+    # divide the learning rate by 5 after `lr_patience` (the best epoch's weights are kept)
+    patience: int = 8
+    lr_patience: int = 3
+    lr_factor: float = 0.2
 
     def __post_init__(self):
         spec = get_architecture(self.arch)
@@ -175,6 +180,8 @@ class ClassifierResult:
     model_version: str
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
+    best_epoch: int | None = None  # with a validation set: the epoch whose weights were kept
+    stopped_early: bool = False
 
 
 def _to_tensor(batch: np.ndarray) -> torch.Tensor:
@@ -188,9 +195,14 @@ def train_classifier(
     class_names: Sequence[str],
     out_path: Path,
     progress: Callable[[int, int], None] | None = None,
+    validation: tuple[Sequence[np.ndarray], Sequence[int]] | None = None,
 ) -> ClassifierResult:
     """Train on prepared arrays (``preprocessing.prepare`` output) and save a checkpoint at ``out_path``.
 
+    With ``validation`` (arrays, labels) training follows the thesis' section 4.1: the validation loss is
+    measured after every epoch, the learning rate is divided by 5 when it has not improved for
+    ``lr_patience`` epochs, training stops after ``patience`` epochs without improvement, and the best
+    epoch's weights are saved. Without it, ``epochs`` epochs run and the last weights are saved.
     ``progress(done_steps, total_steps)`` is called after every batch (the CLI draws the bar).
     """
     if len(arrays) != len(labels):
@@ -209,6 +221,7 @@ def train_classifier(
     history: list[dict] = []
     start = time.perf_counter()
     step = 0
+    stopper = _Plateau(model, optimiser, config) if validation is not None and len(validation[0]) else None
     model.train()
     for epoch in range(config.epochs):
         order = rng.permutation(len(plan))
@@ -231,10 +244,51 @@ def train_classifier(
             if progress:
                 progress(step, total)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1), "images": seen})
+        if stopper is not None:
+            history[-1].update(stopper.score(epoch + 1, *validation))
+            model.train()
         log.info("%s epoch %d: %s", config.key, epoch + 1, history[-1])
+        if stopper is not None and stopper.exhausted:
+            break
     seconds = time.perf_counter() - start
+    if stopper is not None:
+        model.load_state_dict(stopper.best_state)
     version = save_checkpoint(model, config, class_names, out_path, history)
-    return ClassifierResult(out_path, version, history, seconds)
+    return ClassifierResult(out_path, version, history, seconds, stopper.best_epoch if stopper else None,
+                            bool(stopper and stopper.exhausted))
+
+
+class _Plateau:
+    """Section 4.1's schedule on the validation loss: lr / 5 after ``lr_patience`` epochs without a new
+    best, stop after ``patience``; remembers the best epoch's weights."""
+
+    def __init__(self, model: nn.Module, optimiser: torch.optim.Optimizer, config: ClassifierConfig):
+        self.model = model
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="min", factor=config.lr_factor,
+                                                                    patience=config.lr_patience)
+        self.optimiser = optimiser
+        self.patience = config.patience
+        self.best_loss = float("inf")
+        self.best_epoch = 0
+        self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.since_best = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.since_best >= self.patience
+
+    def score(self, epoch: int, arrays: Sequence[np.ndarray], labels: Sequence[int]) -> dict:
+        proba = predict_arrays(self.model, arrays)
+        truth = np.asarray(labels, dtype=np.int64)
+        loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-12, None))))
+        lr = self.optimiser.param_groups[0]["lr"]
+        self.scheduler.step(loss)
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.since_best = loss, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.since_best += 1
+        return {"val_loss": loss, "val_accuracy": float(np.mean(proba.argmax(1) == truth)), "lr": lr}
 
 
 def save_checkpoint(model: nn.Module, config: ClassifierConfig, class_names: Sequence[str], path: Path, history: list[dict]) -> str:

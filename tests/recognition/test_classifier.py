@@ -87,6 +87,30 @@ def test_training_writes_a_checkpoint_that_predicts_probabilities(trained):
     np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
 
 
+def test_validation_stops_early_divides_the_lr_and_keeps_the_best_epoch(trained, tmp_path):
+    """Section 4.1 on real CXRs: the validation set is the training set with its labels swapped, so the
+    better the network learns, the worse it validates. Training must stop `patience` epochs after its
+    best validation loss, divide the learning rate by 5 after each `lr_patience` miss, and save the
+    best epoch's weights (their validation loss is the best one recorded)."""
+    _, images, labels, names, _, _ = trained
+    cfg = ClassifierConfig(**{**CLASSIFIER_PRESETS["tiny"].__dict__, "epochs": 12, "preprocessing": "stack",
+                              "patience": 2, "lr_patience": 0})
+    arrays = [prepare(i, cfg.preprocessing, cfg.input_size_px) for i in images]
+    swapped = [1 - v for v in labels]
+    result = train_classifier(cfg, arrays, labels, names, tmp_path / "m.pt", validation=(arrays, swapped))
+    history = result.history
+    assert result.stopped_early and len(history) == result.best_epoch + cfg.patience < cfg.epochs
+    losses = [h["val_loss"] for h in history]
+    assert losses[result.best_epoch - 1] == min(losses)
+    for before, after in zip(history, history[1:]):  # lr_patience 0: every epoch without a new best divides by 5
+        missed = before["val_loss"] > min(losses[: before["epoch"] - 1], default=float("inf"))
+        assert after["lr"] == pytest.approx(before["lr"] * (cfg.lr_factor if missed else 1.0))
+    clf = Classifier.from_checkpoint(result.checkpoint_path)
+    proba = clf.predict_proba(images)
+    kept_loss = -np.mean(np.log(np.clip(proba[np.arange(len(swapped)), swapped], 1e-12, None)))
+    assert kept_loss == pytest.approx(min(losses), rel=1e-4)
+
+
 def test_evaluation_counts_its_images_and_refuses_a_class_never_seen(trained):
     result, images, labels, names, _, _ = trained
     clf = Classifier.from_checkpoint(result.checkpoint_path)
