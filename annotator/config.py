@@ -1,7 +1,8 @@
 """Deployment settings: one typed object, read from ANNOTATOR_* variables and an optional TOML file.
 
 Precedence: explicit arguments > environment > the file (``ANNOTATOR_CONFIG`` or
-``<workspace>/annotator.toml``) > defaults. Model and training choices are not here: they are frozen
+``<workspace>/annotator.toml``) > the workspace's secrets file (``annotator.credentials``) > defaults. The
+secrets' defaults are fixed, public strings for loopback use; ``annotator init`` makes random ones. Model and training choices are not here: they are frozen
 dataclasses in the modules that use them (``ModelSpec``, ``TrainConfig``).
 """
 
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     backend_host: str = "127.0.0.1"
     backend_port: int = 9090
     backend_token: str = "cxr-annotator-backend-token"
+    pseudonym_key: str = Field(default="", description="keys the patient-id pseudonyms of `data import --deidentify`")
 
     device: str = "cpu"
     predict_backend: Literal["eager", "bf16", "onnx"] = "bf16"
@@ -59,6 +61,12 @@ class Settings(BaseSettings):
     round_size: int = 500
     target_masks: int = 3000
     accept_dsc: float = 0.95  # the simulator's RA accepts a prediction at or above this DSC
+
+    def __repr_args__(self):  # secrets never reach a log line or a traceback through repr()
+        from annotator.credentials import SECRET_FIELDS, masked
+
+        for name, value in super().__repr_args__():
+            yield name, masked(value) if name in SECRET_FIELDS else value
 
     # -- derived paths ------------------------------------------------------------------------
     @property
@@ -80,6 +88,11 @@ class Settings(BaseSettings):
     @property
     def mask_store(self) -> Path:
         return self.store_path / "masks"
+
+    @property
+    def originals_path(self) -> Path:
+        """Original files (DICOM with their headers, TIFF, 16-bit PNG): outside the store Label Studio serves."""
+        return self.workspace_path / "originals"
 
     @property
     def models_path(self) -> Path:
@@ -117,13 +130,18 @@ def _read_file(path: Path) -> dict:
 
 def load_settings(workspace: Path | None = None, config_file: Path | None = None, **overrides) -> Settings:
     """Build the settings object at an entry point (CLI command, backend start, test)."""
+    workspace = Path(workspace) if workspace is not None else None
     file_path = config_file or (Path(os.environ[ENV_PREFIX + "CONFIG"]) if os.environ.get(ENV_PREFIX + "CONFIG") else None)
     ws_guess = workspace or Path(os.environ.get(ENV_PREFIX + "WORKSPACE", "workspace"))
     if file_path is None and (ws_guess / CONFIG_FILE_NAME).is_file():
         file_path = ws_guess / CONFIG_FILE_NAME
     file_values = _read_file(file_path) if file_path else {}
     env_keys = {k[len(ENV_PREFIX):].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
-    values = {k: v for k, v in file_values.items() if k not in env_keys}
+    secrets_ws = workspace or (os.environ.get(ENV_PREFIX + "WORKSPACE") or file_values.get("workspace") or "workspace")
+    from annotator.credentials import read_secrets
+
+    stored = read_secrets(Path(str(secrets_ws)).expanduser())
+    values = {k: v for k, v in {**stored, **file_values}.items() if k not in env_keys}
     if workspace is not None:
         values["workspace"] = workspace
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -7,7 +7,8 @@ time to import 500 tasks with predictions into a real Label Studio.
 Without --checkpoint, an untrained U-Net-ResNet18 at --input-size px is saved and served (the weights do
 not change the time; the quick preset trains at 128 px). A fast backend (bf16/onnx) is checked against
 fp32 on four real images first, as the Predictor requires. The backend is served over real HTTP on a
-loopback port (threaded WSGI server in this process); the images are real 256 px sample CXRs.
+loopback port (waitress, as `annotator serve backend` serves it, in this process); the images are real
+256 px sample CXRs.
 Say in any quote that the machine was shared, and its load (printed below).
 """
 
@@ -74,7 +75,8 @@ def main() -> None:
     from annotator.labelstudio.server import free_port
     from annotator.segmentation.postprocess import postprocess
     from annotator.segmentation.predict import Predictor
-    from ml_backend.app import BackendApp, EventLog, ImageResolver
+    from ml_backend.app import BackendApp, EventLog
+    from ml_backend.resolver import ImageResolver
     from ml_backend.holder import FixedCheckpoint, PredictorHolder
     from ml_backend.server import make_backend_server
 

@@ -24,16 +24,20 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
 from annotator.errors import AnnotatorError, ImageReadError, ModelError
+from ml_backend.resolver import ImageResolver
+
+__all__ = ["BackendApp", "EventLog", "HttpError", "ImageResolver", "token_ok"]
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_TASKS = 100  # tasks per /predict request (Label Studio's own prediction batch size)
+PREDICT_CHUNK = 16  # images decoded and predicted at a time: memory stays bounded whatever the batch
 
 
 class HttpError(Exception):
@@ -44,59 +48,15 @@ class HttpError(Exception):
 
 
 STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-               413: "Payload Too Large", 422: "Unprocessable Entity", 500: "Internal Server Error",
-               503: "Service Unavailable"}
+               411: "Length Required", 413: "Payload Too Large", 422: "Unprocessable Entity",
+               500: "Internal Server Error", 503: "Service Unavailable"}
 
 
-class ImageResolver:
-    """Task data ``image`` -> HxW uint8 pixels: from the local store, else from Label Studio with its token."""
-
-    def __init__(self, store_path: Path, labelstudio_url: str | None = None, labelstudio_token: str | None = None):
-        self.store_path = Path(store_path).resolve()
-        self.labelstudio_url = labelstudio_url.rstrip("/") if labelstudio_url else None
-        self.labelstudio_token = labelstudio_token
-        self._http = None
-
-    def local_path(self, url: str) -> Path | None:
-        parts = urlsplit(url)
-        if parts.path.rstrip("/").endswith("/data/local-files"):
-            rel = parse_qs(parts.query).get("d", [""])[0]
-            path = (self.store_path / unquote(rel)).resolve()
-            if not path.is_relative_to(self.store_path):
-                raise ImageReadError(rel, f"outside the store {self.store_path}")
-            return path
-        return None
-
-    def read(self, url: str) -> np.ndarray:
-        from annotator.imaging.io import read_image
-
-        path = self.local_path(url)
-        if path is not None:
-            return read_image(path)
-        return self._download(url)
-
-    def _download(self, url: str) -> np.ndarray:
-        import cv2
-        import requests
-
-        if url.startswith("/"):
-            if not self.labelstudio_url:
-                raise ImageReadError(url, "a Label Studio path, but no Label Studio URL is known")
-            url = self.labelstudio_url + url
-        if self._http is None:
-            self._http = requests.Session()
-            if self.labelstudio_token:
-                self._http.headers["Authorization"] = f"Token {self.labelstudio_token}"
-        try:
-            resp = self._http.get(url, timeout=30)
-        except requests.RequestException as exc:
-            raise ImageReadError(url, f"cannot download ({type(exc).__name__})") from exc
-        if resp.status_code != 200:
-            raise ImageReadError(url, f"download answered HTTP {resp.status_code}")
-        pixels = cv2.imdecode(np.frombuffer(resp.content, np.uint8), cv2.IMREAD_GRAYSCALE)
-        if pixels is None:
-            raise ImageReadError(url, "downloaded bytes are not an image")
-        return pixels
+def _id_of(value: object) -> object:
+    """The id of a payload part that may be a dict with an id, a bare id, or junk (then None)."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
 class EventLog:
@@ -108,16 +68,17 @@ class EventLog:
         self._lock = threading.Lock()
 
     def record(self, payload: dict) -> dict:
-        annotation = payload.get("annotation") or {}
-        task = payload.get("task") or {}
-        project = payload.get("project") or {}
+        task = payload.get("task")
+        data = task.get("data") if isinstance(task, dict) else None
+        key = data.get("annotator_key") if isinstance(data, dict) else None
+        action = payload.get("action")
         event = {
             "received_at": time.time(),
-            "action": payload.get("action"),
-            "project": project.get("id") if isinstance(project, dict) else project,
-            "task": task.get("id") if isinstance(task, dict) else task,
-            "annotation": annotation.get("id") if isinstance(annotation, dict) else annotation,
-            "annotator_key": (task.get("data") or {}).get("annotator_key") if isinstance(task, dict) else None,
+            "action": action if isinstance(action, str) else None,
+            "project": _id_of(payload.get("project")),
+            "task": _id_of(task),
+            "annotation": _id_of(payload.get("annotation")),
+            "annotator_key": key if isinstance(key, str) else None,
         }
         with self._lock:
             self.count += 1
@@ -169,12 +130,9 @@ class BackendApp:
                 "model_version": predictor.model_version, "loads": getattr(self.holder, "loads", None)}
 
     def setup(self, body: dict) -> dict:
-        predictor = self.holder.get()
-        if body.get("hostname") and not self.images.labelstudio_url:
-            self.images.labelstudio_url = str(body["hostname"]).rstrip("/")
-        if body.get("access_token") and not self.images.labelstudio_token:
-            self.images.labelstudio_token = str(body["access_token"])
-        return {"model_version": predictor.model_version}
+        # the body's "hostname" and "access_token" are ignored: images come only from the Label Studio URL
+        # and token this backend was started with, never from one a caller names
+        return {"model_version": self.holder.get().model_version}
 
     def versions(self, body: dict) -> dict:
         return {"versions": [self.holder.get().model_version]}
@@ -186,31 +144,41 @@ class BackendApp:
         tasks = body.get("tasks")
         if not isinstance(tasks, list) or not tasks:
             raise HttpError(400, "the request needs 'tasks': a non-empty list of Label Studio tasks")
-        images: list[np.ndarray] = []
+        if len(tasks) > MAX_TASKS:
+            raise HttpError(413, f"{len(tasks)} tasks in one request; at most {MAX_TASKS}: send smaller batches")
+        refs: list[tuple[int, object, str]] = []
         problems: list[dict] = []
-        for i, task in enumerate(tasks):
-            url = (task.get("data") or {}).get("image") if isinstance(task, dict) else None
-            if not url:
-                problems.append({"index": i, "task": task.get("id") if isinstance(task, dict) else None,
-                                 "error": "task data has no 'image'"})
-                continue
+        for i, task in enumerate(tasks):  # every reference is checked before anything is read
+            data = task.get("data") if isinstance(task, dict) else None
+            ref = data.get("image") if isinstance(data, dict) else None
             try:
-                images.append(self.images.read(url))
+                if ref is None or ref == "":
+                    raise ImageReadError(f"task {_id_of(task)}", "task data has no 'image'")
+                refs.append((i, _id_of(task), self.images.check(ref)))
             except ImageReadError as exc:
-                problems.append({"index": i, "task": task.get("id"), "error": str(exc)})
-        if problems:
-            raise HttpError(422, f"{len(problems)} of {len(tasks)} task image(s) cannot be read; nothing predicted",
-                            tasks=problems)
+                problems.append({"index": i, "task": _id_of(task), "error": str(exc)})
         predictor = self.holder.get()
-        with self._predict_lock:
-            probs = predictor.predict_proba(images)
         threshold = getattr(predictor, "threshold", 0.5)
         share = getattr(predictor, "min_region_share", 0.05)
         results = []
-        for prob in probs:
-            mask = postprocess(prob, threshold, share)
-            results.append({"result": [brush_result(mask)], "score": round(certainty(prob), 6),
-                            "model_version": predictor.model_version})
+        for start in range(0, len(refs) if not problems else 0, PREDICT_CHUNK):  # bounded memory per chunk
+            images: list[np.ndarray] = []
+            for i, task_id, served in refs[start:start + PREDICT_CHUNK]:
+                try:
+                    images.append(self.images.read(served))
+                except ImageReadError as exc:
+                    problems.append({"index": i, "task": task_id, "error": str(exc)})
+            if problems:  # go on reading, to name every bad task; predict nothing more
+                continue
+            with self._predict_lock:
+                probs = predictor.predict_proba(images)
+            for prob in probs:
+                mask = postprocess(prob, threshold, share)
+                results.append({"result": [brush_result(mask)], "score": round(certainty(prob), 6),
+                                "model_version": predictor.model_version})
+        if problems:
+            raise HttpError(422, f"{len(problems)} of {len(tasks)} task image(s) cannot be read; nothing predicted",
+                            tasks=problems)
         return {"results": results, "model_version": predictor.model_version}
 
     def webhook(self, body: dict) -> dict:
@@ -255,6 +223,9 @@ class BackendApp:
         except AnnotatorError as exc:  # a model or image problem: say it, keep serving
             log.error("%s %s: %s", method, path, exc)
             status, payload = 503 if isinstance(exc, ModelError) else 422, {"error": str(exc)}
+        except Exception as exc:  # a bug: logged with its traceback, answered as one, the server keeps serving
+            log.exception("%s %s failed", method, path)
+            status, payload = 500, {"error": f"internal error ({type(exc).__name__}); see the backend's log"}
         body_bytes = json.dumps(payload).encode()
         log.debug("%s %s -> %d in %.1f ms", method, path, status, (time.perf_counter() - t0) * 1e3)
         start_response(f"{status} {STATUS_TEXT.get(status, '')}",
@@ -266,7 +237,9 @@ class BackendApp:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            length = 0
+            raise HttpError(400, "Content-Length is not a number") from None
+        if length < 0:
+            raise HttpError(400, "Content-Length is negative")
         if length > MAX_BODY_BYTES:
             raise HttpError(413, f"request body over {MAX_BODY_BYTES} bytes")
         raw = environ["wsgi.input"].read(length) if length else b""
@@ -274,8 +247,8 @@ class BackendApp:
             return {}
         try:
             body = json.loads(raw)
-        except ValueError as exc:
-            raise HttpError(400, f"request body is not JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
+            raise HttpError(400, f"request body is not JSON: {str(exc)[:200]}") from exc
         if not isinstance(body, dict):
             raise HttpError(400, "request body must be a JSON object")
         return body

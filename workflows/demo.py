@@ -80,6 +80,7 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
     from annotator.ingest.importer import import_items, list_items
     from annotator.labelstudio.client import LabelStudio
     from annotator.labelstudio.server import start_server, stop_server
+    from annotator.credentials import with_workspace_secrets
     from annotator.workspace import init_workspace
     from db.queries import working_model
     from workflows.report import write_report
@@ -96,6 +97,7 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
     if data is None:
         raise AnnotatorError("no sample set found; set ANNOTATOR_SAMPLE_DATA to the folder holding manifest.csv")
     init_workspace(settings)
+    settings = with_workspace_secrets(settings)  # the random secrets init wrote (env values still win)
     url = settings.database_url
     people = ScriptedPeople(SimulationPolicy(accept_dsc=settings.accept_dsc, seed=seed))
     timings: dict[str, float] = {}
@@ -116,7 +118,7 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
     t0 = time.monotonic()
     info = start_server(settings)
     ls = LabelStudio(settings)
-    say(f"  {info.url} (user {settings.labelstudio_username}, password {settings.labelstudio_password})")
+    say(f"  {info.url} (user {settings.labelstudio_username}; password: `annotator labelstudio credentials`)")
     lap("labelstudio", t0)
 
     say(f"== Stage I: three U-Net variants, preset {preset}")
@@ -220,8 +222,8 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
     say(f"== export: {exported.images} images to {exported.out_path}")
     say(f"== report: {report['markdown']} and {report['png']}")
     if serve:
-        say(f"Label Studio keeps serving at {info.url} (user {settings.labelstudio_username}, "
-            f"password {settings.labelstudio_password}); stop it with `annotator labelstudio stop`")
+        say(f"Label Studio keeps serving at {info.url} (user {settings.labelstudio_username}; password: "
+            "`annotator labelstudio credentials`); stop it with `annotator labelstudio stop`")
     else:
         stop_server(settings)
         if backend is not None:

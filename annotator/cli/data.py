@@ -28,6 +28,9 @@ def import_(
     layout: Annotated[str, typer.Option("--layout", "-l", help=f"one of: {', '.join(LAYOUTS)}")] = "folder",
     cls: Annotated[str | None, typer.Option("--class", help="class of every image (folder layout)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    deidentify: Annotated[bool, typer.Option(
+        "--deidentify", help="store DICOM copies with the identifying header fields removed (PS3.15 basic "
+                             "profile subset) and patient ids as keyed pseudonyms")] = False,
 ) -> None:
     """Import a collection: images are copied into the store by content hash, masks recorded as `seed`.
 
@@ -35,16 +38,18 @@ def import_(
     """
     from annotator.cli.render import render_import_summary
     from annotator.ingest.importer import import_items, list_items
+    from annotator.credentials import with_workspace_secrets
     from annotator.workspace import init_workspace
     from db.engine import session_scope
 
     settings = settings_from(ctx)
     items = list_items(path, layout, cls)  # a bad layout or folder fails before anything is written
     init_workspace(settings)
+    settings = with_workspace_secrets(settings)  # the pseudonym key init may have just written
     with session_scope(settings.database_url) as session, _progress() as progress:
         bar = progress.add_task(f"importing {path.name}", total=len(items))
         summary = import_items(session, settings, items, layout, on_item=lambda _n: progress.advance(bar),
-                               checkpoint=session.commit)
+                               checkpoint=session.commit, deidentify=deidentify)
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:

@@ -1,4 +1,4 @@
-"""`annotator labelstudio start|stop|status`: the bundled Label Studio of a workspace."""
+"""`annotator labelstudio start|stop|status|credentials`: the bundled Label Studio of a workspace."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def start(
     port: Annotated[int | None, typer.Option(help="port (default: ANNOTATOR_LABELSTUDIO_PORT or 8080)")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for its health")] = 180.0,
 ) -> None:
-    """Start Label Studio with its data in the workspace; prints the URL and the credentials."""
+    """Start Label Studio with its data in the workspace; prints the URL (`credentials` prints the login)."""
     from annotator.labelstudio.server import start_server
 
     settings = settings_from(ctx)
@@ -28,8 +28,7 @@ def start(
     with console.status("starting Label Studio (the very first start migrates for ~30 s)..."):
         info = start_server(settings, timeout_s=timeout)
     console.print(f"Label Studio running at [bold]{info.url}[/] (pid {info.pid}, up in {info.startup_s:.1f} s)")
-    console.print(f"log in as {settings.labelstudio_username} / {settings.labelstudio_password}")
-    console.print(f"API token: {settings.labelstudio_token}")
+    console.print(f"log in as {settings.labelstudio_username}; password and tokens: `annotator labelstudio credentials`")
     console.print(f"data: {info.data_path}  log: {info.log_path}")
 
 
@@ -59,3 +58,22 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
         console.print(f"[{colour}]{state.message}[/] {state.url}" + (f" (pid {state.pid})" if state.pid else ""))
     if not state.healthy:
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def credentials(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Print the login and tokens of this workspace (the only command that shows them)."""
+    from annotator.credentials import SECRET_FIELDS, default_value, secrets_path
+
+    settings = settings_from(ctx)
+    values = {"labelstudio_url": settings.labelstudio_base_url, "labelstudio_username": settings.labelstudio_username,
+              **{name: getattr(settings, name) for name in SECRET_FIELDS[:3]}}
+    if as_json:
+        typer.echo(json.dumps(values, indent=2))
+        return
+    for name, value in values.items():
+        typer.echo(f"{name}: {value}")
+    if any(getattr(settings, n) == default_value(n) for n in SECRET_FIELDS[:3]):
+        typer.echo(f"(built-in defaults: fine on 127.0.0.1 only; `annotator init` writes random ones to "
+                   f"{secrets_path(settings.workspace_path)})", err=True)

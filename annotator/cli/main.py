@@ -36,7 +36,8 @@ def main(
 @app.command()
 @handle_errors
 def init(ctx: typer.Context) -> None:
-    """Create the workspace (DB, image store, models, exports); safe to run again."""
+    """Create the workspace (DB, image store, models, exports, random secrets); safe to run again."""
+    from annotator.credentials import secrets_path
     from annotator.workspace import init_workspace
 
     settings = settings_from(ctx)
@@ -45,6 +46,8 @@ def init(ctx: typer.Context) -> None:
     console.print(f"workspace {'created' if created else 'ready'}: {settings.workspace_path}", soft_wrap=True,
                   highlight=False)
     console.print(f"database: {settings.database_url}", soft_wrap=True, highlight=False)
+    console.print(f"secrets: {secrets_path(settings.workspace_path)} (mode 0600; shown by "
+                  "`annotator labelstudio credentials`)", soft_wrap=True, highlight=False)
 
 
 @app.command()

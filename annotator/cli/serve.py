@@ -28,6 +28,7 @@ def backend(
     """Load the network once and serve /health, /setup, /predict, /webhook until Ctrl-C."""
     import threading
 
+    from annotator.credentials import check_bind
     from ml_backend.server import build_app, make_backend_server
 
     settings = settings_from(ctx)
@@ -35,12 +36,13 @@ def backend(
         settings = settings.model_copy(
             update={"backend_host": host or settings.backend_host, "backend_port": port or settings.backend_port}
         )
+    check_bind(settings, settings.backend_host, "the ML backend")  # before the network loads
     with console.status("loading the network..."):
         app_ = build_app(settings, checkpoint)
     url = f"http://{settings.backend_host}:{settings.backend_port}"
-    httpd = make_backend_server(app_, settings.backend_host, settings.backend_port)
+    httpd = make_backend_server(app_, settings.backend_host, settings.backend_port, settings)
     console.print(f"ML backend at [bold]{url}[/] serving {app_.holder.model_version}")
-    console.print(f"token: {settings.backend_token} (Label Studio: basic auth, any user, this as password)")
+    console.print("token: `annotator labelstudio credentials` (Label Studio: basic auth, any user, token as password)")
     if connect:
         from annotator.labelstudio.client import LabelStudio
 

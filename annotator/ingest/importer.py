@@ -120,7 +120,23 @@ def _add_first_mask(settings: Settings, image: Image, kind: str, mask: np.ndarra
     image.masks.append(Mask(kind=kind, version=1, origin=origin, author=author, store_path=rel, file_hash=digest))
 
 
-def _import_one(session: Session, settings: Settings, item: ImportItem, layout: str, summary: ImportSummary) -> None:
+def _store_original(settings: Settings, src: Path, rel: Path, deidentify: bool) -> dict:
+    """Keep an original outside the served store; a DICOM's copy de-identified if asked. Returns the
+    image attributes that record it (where it is; whether and how its header was de-identified)."""
+    from annotator.imaging.io import is_dicom
+
+    dest = settings.workspace_path / rel
+    if deidentify and (src.suffix.lower() in (".dcm", ".dicom") or is_dicom(src)):
+        from annotator.imaging.deidentification import METHOD, write_deidentified
+
+        write_deidentified(src, dest, settings.pseudonym_key)
+        return {"original_store_path": str(rel), "deidentified": METHOD, "original_file_sha256": file_sha256(dest)}
+    _store_bytes(src, dest)
+    return {"original_store_path": str(rel)}
+
+
+def _import_one(session: Session, settings: Settings, item: ImportItem, layout: str, summary: ImportSummary,
+                deidentify: bool = False) -> None:
     loaded = load_image(item.image_path)  # raises ImageReadError naming the file
     shape = loaded.pixels.shape
     notes: list[str] = []
@@ -130,20 +146,27 @@ def _import_one(session: Session, settings: Settings, item: ImportItem, layout: 
     image = session.scalar(select(Image).where(Image.sha256 == sha))
     if image is None:
         suffix = item.image_path.suffix.lower()
-        original_rel = Path("store") / "images" / sha[:2] / f"{sha}{suffix or '.dcm'}"
-        _store_bytes(item.image_path, settings.workspace_path / original_rel)
-        working_rel = original_rel
+        working_rel = Path("store") / "images" / sha[:2] / f"{sha}{suffix}"
         attributes = dict(item.attributes)
-        if suffix not in BROWSER_SUFFIXES or loaded.bit_depth != 8:
-            # DICOM, TIFF, BMP and 16-bit files keep their original; people and networks see an 8-bit PNG
-            working_rel = original_rel.with_name(f"{sha}.view.png")
+        patient_id = item.patient_id or loaded.patient_id
+        if suffix in BROWSER_SUFFIXES and loaded.bit_depth == 8:  # served to the browser as it is
+            _store_bytes(item.image_path, settings.workspace_path / working_rel)
+        else:
+            # DICOM, TIFF, BMP and 16-bit files: the original (a DICOM with its header) is kept outside the
+            # folder Label Studio serves; people and networks see an 8-bit PNG view in the store
+            original_rel = Path("originals") / sha[:2] / f"{sha}{suffix or '.dcm'}"
+            attributes.update(_store_original(settings, item.image_path, original_rel, deidentify))
+            working_rel = working_rel.with_name(f"{sha}.view.png")
             if not (settings.workspace_path / working_rel).exists():
                 write_png(settings.workspace_path / working_rel, loaded.pixels)
-            attributes["original_store_path"] = str(original_rel)
+        if deidentify:
+            from annotator.imaging.deidentification import pseudonym
+
+            patient_id = pseudonym(patient_id, settings.pseudonym_key)
         quality = measure_quality(loaded.pixels)
         image = Image(
             sha256=sha, store_path=str(working_rel), file_name=item.name, cls=item.cls, dataset=item.dataset,
-            patient_id=item.patient_id or loaded.patient_id, width=shape[1], height=shape[0],
+            patient_id=patient_id, width=shape[1], height=shape[0],
             bit_depth=loaded.bit_depth, view=item.view or loaded.view, resolution_bin=quality.resolution_bin,
             contrast=quality.contrast, snr=quality.snr_db, state="pool", attributes=attributes,
             sources=[ImageSource(original_path=str(item.image_path.resolve()), layout=layout)], masks=[],
@@ -176,7 +199,7 @@ def _restore_files(settings: Settings, image: Image, item: ImportItem, pixels: n
     root = settings.workspace_path
     original = root / image.attributes.get("original_store_path", image.store_path)
     if not original.exists():
-        _store_bytes(item.image_path, original)
+        _store_original(settings, item.image_path, original.relative_to(root), "deidentified" in image.attributes)
         log.info("restored %s from %s", original, item.image_path)
     if image.store_path != str(original.relative_to(root)) and not (root / image.store_path).exists():
         write_png(root / image.store_path, pixels)
@@ -188,8 +211,13 @@ def _same_source(image: Image, item: ImportItem) -> bool:
 
 def import_items(session: Session, settings: Settings, items: Iterable[ImportItem | ItemProblem], layout: str,
                  on_item: Callable[[str], None] | None = None, checkpoint: Callable[[], None] | None = None,
-                 checkpoint_every: int = 200) -> ImportSummary:
-    """Import items one savepoint each; ``checkpoint`` (the boundary's commit) runs every N items."""
+                 checkpoint_every: int = 200, deidentify: bool = False) -> ImportSummary:
+    """Import items one savepoint each; ``checkpoint`` (the boundary's commit) runs every N items.
+    ``deidentify``: stored DICOM copies lose their identifying header fields, patient ids become pseudonyms."""
+    if deidentify:
+        from annotator.imaging.deidentification import pseudonym
+
+        pseudonym("check", settings.pseudonym_key)  # no key: fail before anything is imported
     summary = ImportSummary(layout=layout)
     for entry in items:
         summary.seen += 1
@@ -198,7 +226,7 @@ def import_items(session: Session, settings: Settings, items: Iterable[ImportIte
         else:
             try:
                 with session.begin_nested():
-                    _import_one(session, settings, entry, layout, summary)
+                    _import_one(session, settings, entry, layout, summary, deidentify)
             except AnnotatorError as exc:
                 summary.failures.append((entry.name, str(exc)))
                 log.info("import of %s failed: %s", entry.name, exc)  # the summary reports it to the user

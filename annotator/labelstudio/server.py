@@ -9,13 +9,18 @@ data (SQLite, media) in ``settings.labelstudio_data``. What we learned running i
   the child environment drops them and sets every value under the ``LABEL_STUDIO_`` prefix.
 - A busy port silently moves it to the next free one: we refuse a busy port before starting, and check the
   port it reports in its log.
-- An ML backend or webhook on 127.0.0.1 needs ``ML_BLOCK_LOCAL_IP=false`` and ``SSRF_PROTECTION_ENABLED=false``.
+- Its SSRF protection stays on (``SSRF_PROTECTION_ENABLED``, ``ML_BLOCK_LOCAL_IP``): webhooks, ML backends
+  and exports may not reach private, link-local or loopback addresses, except 127.0.0.1 (our ML backend).
+  Label Studio has no allow-list, so its default banned subnets are replaced by the same list with
+  127.0.0.0/8 minus 127.0.0.1 (``USE_DEFAULT_BANNED_SUBNETS=false``, ``USER_ADDITIONAL_BANNED_SUBNETS``).
 - Offline: analytics, Sentry and the version check are off.
 - Images are served by ``/data/local-files/?d=<path under the store>``, only below a project's local-storage
   entry (``annotator.labelstudio.client`` adds one per project).
 - The first start migrates its database for ~30 s. We migrate once into a template folder under
-  ``$XDG_CACHE_HOME/cxr-annotator`` (default ``~/.cache``), keyed by the Label Studio version and the
-  credentials, and copy it into each new workspace: later first starts take ~3 s.
+  ``$XDG_CACHE_HOME/cxr-annotator`` (default ``~/.cache``), keyed by the Label Studio version, with no user
+  in it (no secret leaves the workspace), and copy it into each new workspace; its first start there
+  creates the workspace's user and token (~3 s). Label Studio makes its own Django ``SECRET_KEY`` per
+  data folder (``.env``, mode 0600; the template's is removed).
 
 Public API: ``start_server(settings) -> ServerInfo``, ``server_status(settings) -> ServerStatus``,
 ``stop_server(settings) -> bool``, ``labelstudio_env(settings)``.
@@ -23,7 +28,6 @@ Public API: ``start_server(settings) -> ServerInfo``, ``server_status(settings) 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,7 +45,9 @@ from pathlib import Path
 import requests
 
 from annotator.config import Settings
+from annotator.credentials import check_bind
 from annotator.errors import LabelStudioError
+from annotator.labelstudio.ssrf import banned_subnets
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,7 @@ DB_FILE = "label_studio.sqlite3"
 LEAKING_VARS = (
     "HOST", "PORT", "USERNAME", "PASSWORD", "USER_TOKEN", "DEBUG", "BASE_DATA_DIR", "DATABASE_NAME",
     "DJANGO_DB", "LOG_LEVEL", "SECRET_KEY", "LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_SERVING_ENABLED",
+    "SSRF_PROTECTION_ENABLED", "ML_BLOCK_LOCAL_IP", "USE_DEFAULT_BANNED_SUBNETS", "USER_ADDITIONAL_BANNED_SUBNETS",
 )
 
 
@@ -92,8 +99,10 @@ def cache_root() -> Path:
     return Path(base) / "cxr-annotator"
 
 
-def labelstudio_env(settings: Settings, data_path: Path, port: int, base: dict | None = None) -> dict[str, str]:
-    """The child environment: offline, our user and token, local files below the store, no leaking names."""
+def labelstudio_env(settings: Settings, data_path: Path, port: int, base: dict | None = None, *,
+                    with_user: bool = True) -> dict[str, str]:
+    """The child environment: offline, SSRF-guarded, our user and token (``with_user``), local files below
+    the store, no leaking names."""
     env = dict(os.environ if base is None else base)
     for name in LEAKING_VARS:
         env.pop(name, None)
@@ -104,12 +113,11 @@ def labelstudio_env(settings: Settings, data_path: Path, port: int, base: dict |
         {
             "LABEL_STUDIO_BASE_DATA_DIR": str(data_path),
             "LABEL_STUDIO_HOST": f"http://{settings.labelstudio_host}:{port}",
-            "LABEL_STUDIO_USERNAME": settings.labelstudio_username,
-            "LABEL_STUDIO_PASSWORD": settings.labelstudio_password,
-            "LABEL_STUDIO_USER_TOKEN": settings.labelstudio_token,
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-            "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
-            "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+            "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "true",
+            "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "true",
+            "LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS": "false",
+            "LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS": ",".join(banned_subnets()),
             "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
             "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
             "LABEL_STUDIO_SENTRY_DSN": "",
@@ -124,6 +132,10 @@ def labelstudio_env(settings: Settings, data_path: Path, port: int, base: dict |
             "HF_HUB_OFFLINE": "1",
         }
     )
+    if with_user:
+        env.update({"LABEL_STUDIO_USERNAME": settings.labelstudio_username,
+                    "LABEL_STUDIO_PASSWORD": settings.labelstudio_password,
+                    "LABEL_STUDIO_USER_TOKEN": settings.labelstudio_token})
     return env
 
 
@@ -183,7 +195,7 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def _spawn(settings: Settings, data_path: Path, port: int, log_path: Path) -> subprocess.Popen:
+def _spawn(settings: Settings, data_path: Path, port: int, log_path: Path, with_user: bool = True) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "label_studio.server", "start", "--no-browser",
         "--internal-host", settings.labelstudio_host, "--port", str(port), "--data-dir", str(data_path),
@@ -193,7 +205,7 @@ def _spawn(settings: Settings, data_path: Path, port: int, log_path: Path) -> su
         return subprocess.Popen(
             cmd,
             cwd=str(data_path),
-            env=labelstudio_env(settings, data_path, port),
+            env=labelstudio_env(settings, data_path, port, with_user=with_user),
             stdin=subprocess.DEVNULL,
             stdout=log_fh,
             stderr=subprocess.STDOUT,
@@ -246,22 +258,21 @@ def _terminate(pid: int, proc: subprocess.Popen | None = None, timeout_s: float 
         proc.wait(timeout=5)
 
 
-def _template_key(settings: Settings) -> str:
-    creds = f"{settings.labelstudio_username}\0{settings.labelstudio_password}\0{settings.labelstudio_token}"
-    return f"labelstudio-{labelstudio_version()}-{hashlib.sha256(creds.encode()).hexdigest()[:12]}"
+def _template_key() -> str:
+    return f"labelstudio-{labelstudio_version()}-nouser"
 
 
 def migrated_template(settings: Settings, timeout_s: float = 180.0) -> Path:
-    """A migrated Label Studio data folder with our user and token, built once per version and credentials."""
+    """A migrated Label Studio data folder with no user in it, built once per Label Studio version."""
     root = cache_root()
-    target = root / _template_key(settings)
+    target = root / _template_key()
     if (target / DB_FILE).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ls-template-", dir=root))
     log.info("building a migrated Label Studio template in %s (one time, ~30 s)", work)
     port = free_port(settings.labelstudio_host)
-    proc = _spawn(settings, work, port, work / LOG_FILE)
+    proc = _spawn(settings, work, port, work / LOG_FILE, with_user=False)
     try:
         _wait_healthy(proc, f"http://{settings.labelstudio_host}:{port}", port, work / LOG_FILE, timeout_s)
     finally:
@@ -314,6 +325,7 @@ def start_server(settings: Settings, *, timeout_s: float = 180.0, use_template: 
             return ServerInfo(**{k: v for k, v in state.items() if k in ServerInfo.__dataclass_fields__})
         raise LabelStudioError(f"Label Studio (pid {state['pid']}) runs but is unhealthy; `annotator labelstudio stop` it")
     host, port = settings.labelstudio_host, settings.labelstudio_port
+    check_bind(settings, host, "Label Studio")
     if not port_is_free(host, port):
         raise LabelStudioError(
             f"port {port} on {host} is in use by another program; stop it or choose another port "

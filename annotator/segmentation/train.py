@@ -358,7 +358,7 @@ def _load_resume_state(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # plain types only: no code runs
     except Exception as exc:  # truncated or foreign file: it is only a resume point, training starts afresh
         log.warning("%s does not read (%s); starting afresh", path, exc)
         return None

@@ -137,10 +137,28 @@ def test_child_environment_drops_leaking_names_and_stays_offline(tmp_path):
     assert env["LABEL_STUDIO_HOST"] == "http://127.0.0.1:18099"
     assert env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] == str(settings.store_path)
     assert env["LABEL_STUDIO_USER_TOKEN"] == settings.labelstudio_token
-    for name in ("LABEL_STUDIO_ML_BLOCK_LOCAL_IP", "LABEL_STUDIO_SSRF_PROTECTION_ENABLED",
-                 "LABEL_STUDIO_COLLECT_ANALYTICS", "LABEL_STUDIO_LATEST_VERSION_CHECK"):
+    for name in ("LABEL_STUDIO_COLLECT_ANALYTICS", "LABEL_STUDIO_LATEST_VERSION_CHECK"):
         assert env[name] == "false"
     assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true" and env["SENTRY_DSN"] == ""
+
+
+def test_child_environment_keeps_ssrf_protection_on_with_only_127_0_0_1_let_through(tmp_path):
+    import ipaddress
+
+    settings = load_settings(workspace=tmp_path / "ws", labelstudio_port=18099)
+    base = {"SSRF_PROTECTION_ENABLED": "false", "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+            "ML_BLOCK_LOCAL_IP": "false", "USE_DEFAULT_BANNED_SUBNETS": "false"}
+    env = labelstudio_env(settings, tmp_path / "data", 18099, base=base)
+    assert (env["LABEL_STUDIO_SSRF_PROTECTION_ENABLED"], env["LABEL_STUDIO_ML_BLOCK_LOCAL_IP"]) == ("true", "true")
+    assert env["LABEL_STUDIO_USE_DEFAULT_BANNED_SUBNETS"] == "false"  # replaced by our list, below
+    assert not {"SSRF_PROTECTION_ENABLED", "ML_BLOCK_LOCAL_IP", "USE_DEFAULT_BANNED_SUBNETS"} & set(env)
+    banned = [ipaddress.ip_network(n) for n in env["LABEL_STUDIO_USER_ADDITIONAL_BANNED_SUBNETS"].split(",")]
+    is_banned = lambda ip: any(ipaddress.ip_address(ip) in n for n in banned)
+    assert not is_banned("127.0.0.1")
+    for ip in ("127.0.0.0", "127.0.0.2", "127.255.255.255", "10.1.2.3", "172.16.0.1", "192.168.0.1", "169.254.169.254",
+               "0.0.0.0", "::1", "::ffff:127.0.0.1", "fd00::1", "fe80::1"):
+        assert is_banned(ip), ip
+    assert not is_banned("93.184.216.34")  # a public address: Label Studio's own defaults allow those too
 
 
 def test_adapter_and_backend_app_import_without_torch():
