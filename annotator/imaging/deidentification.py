@@ -26,7 +26,7 @@ from pathlib import Path
 
 from annotator.errors import ConfigError, ImageReadError
 
-METHOD = "cxr-annotator: DICOM PS3.15 E.1-1 basic profile (subset for radiographs), no pixel changes"
+METHOD = "cxr-annotator: PS3.15 E.1-1 basic profile (subset)"  # an LO: at most 64 characters
 EMPTIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
            "AccessionNumber", "ReferringPhysicianName", "StudyID")
 REMOVED = (
