@@ -28,7 +28,8 @@ def start(
     with console.status("starting Label Studio (the very first start migrates for ~30 s)..."):
         info = start_server(settings, timeout_s=timeout)
     console.print(f"Label Studio running at [bold]{info.url}[/] (pid {info.pid}, up in {info.startup_s:.1f} s)")
-    console.print(f"log in as {settings.labelstudio_username}; password and tokens: `annotator labelstudio credentials`")
+    console.print(f"log in as {settings.labelstudio_username}; password and tokens: `annotator labelstudio credentials`",
+                  soft_wrap=True, highlight=False)
     console.print(f"data: {info.data_path}  log: {info.log_path}")
 
 

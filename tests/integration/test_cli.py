@@ -22,12 +22,25 @@ def test_labelstudio_start_status_stop(tmp_path, ls_server):  # ls_server: the t
     runner = CliRunner()
     ws = str(tmp_path / "ws")
     port = free_port()
+    assert runner.invoke(app, ["-w", ws, "init"]).exit_code == 0  # random secrets for this workspace
     started = runner.invoke(app, ["-w", ws, "labelstudio", "start", "--port", str(port)])
     try:
         assert started.exit_code == 0, started.output
         assert f"Label Studio running at http://127.0.0.1:{port}" in started.output
-        assert "log in as admin@cxr-annotator.local / annotator-admin" in started.output
+        assert "log in as admin@cxr-annotator.local; password and tokens: `annotator labelstudio credentials`" in (
+            started.output)
         env = {"ANNOTATOR_LABELSTUDIO_PORT": str(port)}
+        creds = json.loads(runner.invoke(app, ["-w", ws, "labelstudio", "credentials", "--json"], env=env).stdout)
+        assert creds["labelstudio_token"] not in started.output and creds["labelstudio_password"] not in started.output
+        # the userless template's first start here made this workspace's user with its random token
+        projects = requests.get(f"http://127.0.0.1:{port}/api/projects", timeout=10,
+                                headers={"Authorization": f"Token {creds['labelstudio_token']}"})
+        assert projects.status_code == 200 and projects.json()["count"] == 0
+        default = requests.get(f"http://127.0.0.1:{port}/api/projects", timeout=10,
+                               headers={"Authorization": "Token cxr-annotator-dev-token-0001"})
+        assert default.status_code == 401
+        log_text = (tmp_path / "ws" / "labelstudio" / "labelstudio.log").read_text(errors="replace")
+        assert creds["labelstudio_token"] not in log_text and creds["labelstudio_password"] not in log_text
         status = runner.invoke(app, ["-w", ws, "labelstudio", "status", "--json"], env=env)
         assert status.exit_code == 0
         state = json.loads(status.output)
@@ -69,3 +82,4 @@ def test_serve_backend_command_serves_the_checkpoint(tmp_path, tiny_checkpoint):
         proc.terminate()
         proc.wait(timeout=20)
     assert f"ML backend at http://127.0.0.1:{port} serving {version}" in log.read_text()
+    assert "tok-cli-test-1" not in log.read_text()  # the token is never printed at start
