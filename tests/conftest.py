@@ -218,5 +218,25 @@ def db_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_db_url")
 
 
+@pytest.fixture
+def http_server():
+    """``http_server(HandlerClass) -> port``: a real threaded HTTP server on 127.0.0.1, stopped after the test."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    servers = []
+
+    def start(handler) -> int:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server.server_address[1]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgres: runs against the session's real PostgreSQL server")

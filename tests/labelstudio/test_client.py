@@ -6,9 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -103,14 +102,9 @@ class _Flaky(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def flaky_server():
+def flaky_server(http_server):
     _Flaky.calls = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    return http_server(_Flaky)
 
 
 def test_503_is_retried_until_it_answers(tmp_path, flaky_server):

@@ -4,9 +4,8 @@ the byte cap and times out."""
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +57,10 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(sample_data):
+def server(sample_data, http_server):
     _Recorder.png = sorted(sample_data.glob("images/*/*.*"))[0].read_bytes()
     _Recorder.seen = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    return http_server(_Recorder)
 
 
 def _resolver(tmp_path: Path, port: int, **kw) -> ImageResolver:
