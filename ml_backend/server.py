@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from annotator.config import Settings
+from annotator.credentials import check_bind
 from annotator.errors import ConfigError
 from ml_backend.app import MAX_BODY_BYTES, BackendApp, EventLog, ImageResolver
 from ml_backend.holder import FixedCheckpoint, PredictorHolder, WorkingModelSource, load_predictor
@@ -93,8 +94,6 @@ def build_app(settings: Settings, checkpoint: Path | None = None, *, check_every
 def make_backend_server(app: BackendApp, host: str, port: int, settings: Settings | None = None) -> BackendServer:
     """Bind the backend; a host beyond loopback needs non-default secrets (``settings`` given: checked)."""
     if settings is not None:
-        from annotator.credentials import check_bind
-
         check_bind(settings, host, "the ML backend")
     return BackendServer(app, host, port)
 
@@ -119,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(workspace=args.workspace, backend_host=args.host, backend_port=args.port)
+    check_bind(settings, settings.backend_host, "the ML backend")  # before the network loads
     app = build_app(settings, args.checkpoint)
     print(f"ML backend ready on http://{settings.backend_host}:{settings.backend_port} "
           f"model_version={app.holder.model_version}", flush=True)
@@ -126,4 +126,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    from annotator.errors import AnnotatorError
+
+    try:
+        main()
+    except AnnotatorError as exc:  # one line with the fix, exit code 1 (as the CLI does)
+        raise SystemExit(f"error: {exc}") from None
