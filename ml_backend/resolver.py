@@ -117,7 +117,10 @@ class ImageResolver:
         if parts.path.rstrip("/") != LOCAL_FILES_PATH:
             return None
         rel = parse_qs(parts.query).get("d", [""])[0]
-        path = (self.store_path / rel.lstrip("/")).resolve()
+        try:
+            path = (self.store_path / rel.lstrip("/")).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            raise ImageReadError(served, f"refused: not a file path ({type(exc).__name__})") from exc
         if not rel or not path.is_relative_to(self.store_path):
             raise ImageReadError(served, f"refused: outside the store Label Studio serves ({self.store_path})")
         return path

@@ -154,6 +154,11 @@ def test_local_files_outside_the_store_are_refused(tmp_path, server):
         with pytest.raises(ImageReadError, match="refused: outside the store"):
             resolver.read(ref)
     assert resolver.local_path("/data/local-files/?d=/etc/passwd") == tmp_path / "store" / "etc" / "passwd"
+    loop = tmp_path / "store" / "images" / "loop.png"
+    loop.symlink_to(loop)
+    for ref in ("/data/local-files/?d=images/loop.png", "/data/local-files/?d=images/a%00b.png"):
+        with pytest.raises(ImageReadError, match=r"refused: not a file path \((RuntimeError|OSError|ValueError)\)"):
+            resolver.read(ref)
     link = tmp_path / "store" / "images" / "link.png"
     link.symlink_to(tmp_path / "annotator.db")
     with pytest.raises(ImageReadError, match="refused: outside the store"):
