@@ -143,3 +143,23 @@ def test_deidentified_originals_are_restored_deidentified_and_pseudonyms_are_sta
     other = tmp_path / "other"
     assert _import(other, folder, "--deidentify").exit_code == 0
     assert _only_image(other).patient_id != image.patient_id  # keyed per workspace: not linkable across them
+
+
+def test_init_moves_the_originals_of_an_older_workspace_out_of_the_served_store(tmp_path, dicom_folder):
+    folder, _ = dicom_folder
+    ws = tmp_path / "ws"
+    assert _import(ws, folder).exit_code == 0
+    image = _only_image(ws)
+    new_rel = image.attributes["original_store_path"]
+    old_rel = "store/images/" + new_rel.removeprefix("originals/")  # where older versions kept it
+    (ws / old_rel).parent.mkdir(parents=True, exist_ok=True)
+    (ws / new_rel).rename(ws / old_rel)
+    with session_scope(f"sqlite:///{ws / 'annotator.db'}") as session:
+        row = session.get(Image, image.id)
+        row.attributes = {**row.attributes, "original_store_path": old_rel}
+    assert _files_holding(ws / "store", NAME.encode()) == [ws / old_rel]
+    assert CliRunner().invoke(app, ["-w", str(ws), "init"], catch_exceptions=False).exit_code == 0
+    assert _only_image(ws).attributes["original_store_path"] == new_rel and (ws / new_rel).is_file()
+    assert _files_holding(ws / "store", NAME.encode()) == []
+    validate = CliRunner().invoke(app, ["-w", str(ws), "data", "validate"], catch_exceptions=False)
+    assert validate.exit_code == 0, validate.output
