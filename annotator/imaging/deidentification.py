@@ -102,7 +102,12 @@ def write_deidentified(src: Path, dest: Path, key: str) -> None:
         ds = pydicom.dcmread(str(src))
     except Exception as exc:  # pydicom raises many types for bad files
         raise ImageReadError(src, f"not a readable DICOM file ({exc})") from exc
-    deidentify_dataset(ds, key)
+    try:
+        deidentify_dataset(ds, key)
+    except ConfigError:
+        raise
+    except Exception as exc:  # an element pydicom cannot convert: this file fails, the import goes on
+        raise ImageReadError(src, f"cannot de-identify its header ({type(exc).__name__}: {exc})") from exc
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
     try:

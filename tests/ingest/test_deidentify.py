@@ -163,3 +163,19 @@ def test_init_moves_the_originals_of_an_older_workspace_out_of_the_served_store(
     assert _files_holding(ws / "store", NAME.encode()) == []
     validate = CliRunner().invoke(app, ["-w", str(ws), "data", "validate"], catch_exceptions=False)
     assert validate.exit_code == 0, validate.output
+
+
+def test_deidentify_without_a_pseudonym_key_stops_before_anything_is_imported(tmp_path, dicom_folder):
+    from annotator.errors import ConfigError
+    from annotator.ingest.importer import import_items, list_items
+
+    folder, _ = dicom_folder
+    settings = load_settings(workspace=tmp_path / "ws")  # no `init`: no secrets file, no key
+    settings.workspace_path.mkdir(parents=True)
+    from db.engine import migrate
+
+    migrate(settings.database_url)
+    with session_scope(settings.database_url) as session, pytest.raises(
+            ConfigError, match=r"de-identification needs the workspace's pseudonym_key: run `annotator init`"):
+        import_items(session, settings, list_items(folder, "folder"), "folder", deidentify=True)
+    assert not settings.originals_path.exists() and not settings.image_store.exists()
