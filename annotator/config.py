@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from annotator.credentials import DEFAULT_SECRETS, SECRET_FIELDS, masked, read_secrets
 from annotator.errors import ConfigError
 
 ENV_PREFIX = "ANNOTATOR_"
@@ -47,12 +48,12 @@ class Settings(BaseSettings):
     labelstudio_port: int = 8080
     labelstudio_url: str | None = Field(default=None, description="an external Label Studio; default: ours")
     labelstudio_username: str = "admin@cxr-annotator.local"
-    labelstudio_password: str = "annotator-admin"
-    labelstudio_token: str = "cxr-annotator-dev-token-0001"
+    labelstudio_password: str = DEFAULT_SECRETS["labelstudio_password"]
+    labelstudio_token: str = DEFAULT_SECRETS["labelstudio_token"]
     backend_host: str = "127.0.0.1"
     backend_port: int = 9090
-    backend_token: str = "cxr-annotator-backend-token"
-    pseudonym_key: str = Field(default="", description="keys the patient-id pseudonyms of `data import --deidentify`")
+    backend_token: str = DEFAULT_SECRETS["backend_token"]
+    pseudonym_key: str = Field(default=DEFAULT_SECRETS["pseudonym_key"], description="keys the patient-id pseudonyms of `data import --deidentify`")
 
     device: str = "cpu"
     predict_backend: Literal["eager", "bf16", "onnx"] = "bf16"
@@ -63,8 +64,6 @@ class Settings(BaseSettings):
     accept_dsc: float = 0.95  # the simulator's RA accepts a prediction at or above this DSC
 
     def __repr_args__(self):  # secrets never reach a log line or a traceback through repr()
-        from annotator.credentials import SECRET_FIELDS, masked
-
         for name, value in super().__repr_args__():
             yield name, masked(value) if name in SECRET_FIELDS else value
 
@@ -138,8 +137,6 @@ def load_settings(workspace: Path | None = None, config_file: Path | None = None
     file_values = _read_file(file_path) if file_path else {}
     env_keys = {k[len(ENV_PREFIX):].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
     secrets_ws = workspace or (os.environ.get(ENV_PREFIX + "WORKSPACE") or file_values.get("workspace") or "workspace")
-    from annotator.credentials import read_secrets
-
     stored = read_secrets(Path(str(secrets_ws)).expanduser())
     values = {k: v for k, v in {**stored, **file_values}.items() if k not in env_keys}
     if workspace is not None:

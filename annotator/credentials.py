@@ -20,6 +20,9 @@ from annotator.errors import ConfigError
 
 SECRETS_FILE = "secrets.toml"
 SECRET_FIELDS = ("labelstudio_password", "labelstudio_token", "backend_token", "pseudonym_key")
+# The built-in values (annotator.config's defaults): fine on loopback for a first try, refused beyond it.
+DEFAULT_SECRETS = {"labelstudio_password": "annotator-admin", "labelstudio_token": "cxr-annotator-dev-token-0001",
+                   "backend_token": "cxr-annotator-backend-token", "pseudonym_key": ""}
 MIN_SECRET_CHARS = 16
 FIX = ("run `annotator init` (it writes random secrets to {path}, mode 0600) or set ANNOTATOR_{names} "
        "to random values of at least {n} characters")
@@ -78,9 +81,7 @@ def read_secrets(workspace_path: Path) -> dict[str, str]:
 
 
 def default_value(name: str) -> str:
-    from annotator.config import Settings
-
-    return Settings.model_fields[name].default
+    return DEFAULT_SECRETS[name]
 
 
 def weak_secrets(settings) -> list[str]:
