@@ -27,13 +27,12 @@ def _set_threads(settings) -> None:
 @handle_errors
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """The 15 architecture x encoder networks with their trainable parameters (1 gray channel in, 2 out)."""
-    from annotator.segmentation.factory import spec_parameters
-    from annotator.segmentation.registry import THESIS_PARAMS_M, list_specs
+    from annotator.segmentation.registry import THESIS_PARAMS_M, list_specs, stored_parameters
 
     rows = []
-    for spec in list_specs():
+    for spec in list_specs():  # stored counts: no network is built, torch is not imported
         rows.append({"name": spec.name, "network": spec.display_name,
-                     "params_m": round(spec_parameters(spec) / 1e6, 2), "thesis_params_m": THESIS_PARAMS_M.get(spec.name)})
+                     "params_m": round(stored_parameters(spec) / 1e6, 2), "thesis_params_m": THESIS_PARAMS_M.get(spec.name)})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -30,6 +30,26 @@ ARCH_ALIASES = {"u-net": "unet", "unet++": "unetplusplus", "u-net++": "unetplusp
 # Trainable parameters (millions) the thesis reports in its Table 11, where we know them.
 THESIS_PARAMS_M: dict[str, float] = {"unet-resnet18": 14.32, "fpn-densenet121": 9.29}
 
+# Trainable parameters of each spec as registered (1 gray channel in, 2 classes out, smp's default decoder),
+# stored so `model list` answers without building fifteen networks. A test builds each one and checks.
+PARAMETERS: dict[str, int] = {
+    "unet-resnet18": 14322082,
+    "unet-resnet50": 32514978,
+    "unet-densenet121": 13601506,
+    "unet-densenet161": 38729058,
+    "unet-inceptionv4": 48791490,
+    "unetplusplus-resnet18": 15964322,
+    "unetplusplus-resnet50": 48979618,
+    "unetplusplus-densenet121": 30066146,
+    "unetplusplus-densenet161": 79047138,
+    "unetplusplus-inceptionv4": 59356866,
+    "fpn-resnet18": 13041090,
+    "fpn-resnet50": 26109890,
+    "fpn-densenet121": 9293570,
+    "fpn-densenet161": 29488514,
+    "fpn-inceptionv4": 43570146,
+}
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -84,6 +104,8 @@ class ModelSpec:
 SPECS: dict[str, ModelSpec] = {
     f"{arch}-{enc}": ModelSpec(arch, enc) for arch in ARCHITECTURES for enc in ENCODERS
 }
+if set(PARAMETERS) != set(SPECS):  # checked at import: every spec has its stored count, and no stale one
+    raise RuntimeError(f"PARAMETERS and SPECS differ: {sorted(set(PARAMETERS) ^ set(SPECS))}")
 
 
 def normalize_name(name: str) -> str:
@@ -106,3 +128,12 @@ def get_spec(name: str, input_size_px: int | None = None) -> ModelSpec:
 
 def list_specs() -> list[ModelSpec]:
     return list(SPECS.values())
+
+
+def stored_parameters(spec: ModelSpec) -> int | None:
+    """The stored trainable-parameter count of ``spec``; None when it is not a registered shape (another
+    decoder, channel or class count: build it and count)."""
+    registered = SPECS.get(spec.name)
+    if registered is None or dataclasses.replace(spec, input_size_px=registered.input_size_px) != registered:
+        return None
+    return PARAMETERS[spec.name]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from annotator.errors import UnknownNameError
-from annotator.segmentation.registry import ModelSpec, get_spec, list_specs
+from annotator.segmentation.registry import PARAMETERS, SPECS, ModelSpec, get_spec, list_specs, stored_parameters
 
 
 def test_fifteen_specs_named_arch_dash_encoder():
@@ -45,6 +45,22 @@ def test_trainable_parameters_match_thesis_table_11(name, params_m):
     from annotator.segmentation.factory import spec_parameters
 
     assert round(spec_parameters(get_spec(name)) / 1e6, 2) == params_m
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_stored_parameter_count_equals_the_built_network(name):
+    """`model list` answers from PARAMETERS: each network, built once here, must have exactly that count."""
+    from annotator.segmentation.factory import spec_parameters
+
+    spec = get_spec(name)
+    assert stored_parameters(spec) == PARAMETERS[name] == spec_parameters(spec)
+    assert stored_parameters(spec.with_input_size(64)) == PARAMETERS[name]  # the input size adds no weights
+
+
+def test_other_shapes_have_no_stored_count():
+    tiny = ModelSpec("unet", "resnet18", input_size_px=64, decoder_channels=(32, 16, 8, 8, 8))
+    assert stored_parameters(tiny) is None
+    assert stored_parameters(ModelSpec("fpn", "resnet18", classes=3)) is None
 
 
 def test_light_modules_import_without_torch():
