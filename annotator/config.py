@@ -9,11 +9,12 @@ dataclasses in the modules that use them (``ModelSpec``, ``TrainConfig``).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from annotator.credentials import DEFAULT_SECRETS, SECRET_FIELDS, masked, read_secrets
@@ -117,6 +118,63 @@ class Settings(BaseSettings):
     def sample_data_path(self) -> Path | None:
         return self.sample_data.expanduser().resolve() if self.sample_data else find_sample_data()
 
+    # -- bounds: a value outside is refused with the setting, the value and what is allowed -------------
+    @field_validator("labelstudio_port", "backend_port")
+    @classmethod
+    def _a_port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError("allowed: a TCP port, 1 to 65535")
+        return value
+
+    @field_validator("round_size", "target_masks")
+    @classmethod
+    def _a_count(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("allowed: a whole number of images, 1 or more")
+        return value
+
+    @field_validator("torch_threads")
+    @classmethod
+    def _threads(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("allowed: 0 (torch's default) or a positive number of threads")
+        return value
+
+    @field_validator("accept_dsc")
+    @classmethod
+    def _a_share(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("allowed: a Dice score from 0 to 1")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _a_device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("allowed: cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("labelstudio_url")
+    @classmethod
+    def _a_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError("allowed: an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+        return value.rstrip("/") if value else value
+
+    @field_validator("db_url")
+    @classmethod
+    def _a_db_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(value)
+            except ArgumentError:
+                raise ValueError("allowed: a SQLAlchemy URL, e.g. sqlite:///path/annotator.db or "
+                                 "postgresql+psycopg://user@host/db") from None
+        return value
+
 
 def _read_file(path: Path) -> dict:
     try:
@@ -127,13 +185,20 @@ def _read_file(path: Path) -> dict:
     return data.get("annotator", data)
 
 
-def load_settings(workspace: Path | None = None, config_file: Path | None = None, **overrides) -> Settings:
-    """Build the settings object at an entry point (CLI command, backend start, test)."""
-    workspace = Path(workspace) if workspace is not None else None
+def settings_file(workspace: Path | None = None, config_file: Path | None = None) -> Path | None:
+    """The TOML file the settings read: the one given, else $ANNOTATOR_CONFIG, else the workspace's
+    ``annotator.toml`` when it exists, else none."""
     file_path = config_file or (Path(os.environ[ENV_PREFIX + "CONFIG"]) if os.environ.get(ENV_PREFIX + "CONFIG") else None)
     ws_guess = workspace or Path(os.environ.get(ENV_PREFIX + "WORKSPACE", "workspace"))
     if file_path is None and (ws_guess / CONFIG_FILE_NAME).is_file():
         file_path = ws_guess / CONFIG_FILE_NAME
+    return file_path
+
+
+def load_settings(workspace: Path | None = None, config_file: Path | None = None, **overrides) -> Settings:
+    """Build the settings object at an entry point (CLI command, backend start, test)."""
+    workspace = Path(workspace) if workspace is not None else None
+    file_path = settings_file(workspace, config_file)
     file_values = _read_file(file_path) if file_path else {}
     env_keys = {k[len(ENV_PREFIX):].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
     secrets_ws = workspace or (os.environ.get(ENV_PREFIX + "WORKSPACE") or file_values.get("workspace") or "workspace")
@@ -144,5 +209,7 @@ def load_settings(workspace: Path | None = None, config_file: Path | None = None
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**values)
-    except Exception as exc:  # pydantic's ValidationError: re-raise as ours, with the field names
-        raise ConfigError(f"invalid settings: {exc}") from exc
+    except ValidationError as exc:  # one line: the setting, its value and source, what is allowed
+        from annotator.config_reference import explain_error
+
+        raise ConfigError(explain_error(exc, file_path)) from exc

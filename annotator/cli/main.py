@@ -10,6 +10,7 @@ import typer
 
 from annotator.cli import common
 from annotator.cli.common import console, handle_errors, settings_from
+from annotator.cli.config import print_versions
 
 app = typer.Typer(
     name="annotator",
@@ -28,9 +29,12 @@ def main(
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", envvar="ANNOTATOR_CONFIG", help="settings TOML")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug messages")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=print_versions,
+                                          help="print the versions (package, torch, smp, Label Studio) and exit")] = False,
 ) -> None:
     common.configure_logging(verbose)
-    ctx.obj = {"workspace": workspace, "config": config}
+    source = ctx.get_parameter_source("workspace")
+    ctx.obj = {"workspace": workspace, "config": config, "workspace_source": source.name if source else None}
 
 
 @app.command()
@@ -69,13 +73,14 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
 
 
 def _register_groups() -> None:
-    from annotator.cli import data, labelstudio, model, pipeline, protocol, serve, stage1
+    from annotator.cli import config, data, labelstudio, model, pipeline, protocol, serve, stage1
 
     app.add_typer(data.app, name="data", help="Import and validate image collections.")
     app.add_typer(model.app, name="model", help="Segmentation networks: list, train, evaluate.")
     app.add_typer(stage1.app, name="stage1", help="Stage I: train three U-Net variants on the seed masks.")
     app.add_typer(labelstudio.app, name="labelstudio", help="Run the bundled Label Studio server.")
     app.add_typer(serve.app, name="serve", help="Run the ML backend for Label Studio.")
+    app.add_typer(config.app, name="config", help="Show the settings, their values and where they came from.")
     pipeline.register(app)
     protocol.register(app)
 
