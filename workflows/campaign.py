@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.imaging.io import read_mask
+from annotator.progress import track
 from db.models import Image, Mask, Task
 from db.queries import reference_mask
 from workflows.simulator import ScriptedPeople
@@ -53,7 +54,7 @@ def act(session: Session, settings: Settings, ls, queue: str, people: ScriptedPe
     annotated: set[int] = set()
     for project_id in sorted({t.ls_project_id for t in tasks}):
         annotated |= {a.ls_task_id for a in ls.fetch_annotations(project_id)}
-    for task in tasks:
+    for task in track(tasks, f"simulated people: {queue}", unit="tasks"):
         if task.ls_task_id in annotated:  # acted before a crash, not yet synced: never twice
             report.skipped_annotated += 1
             continue

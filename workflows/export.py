@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.errors import AnnotatorError
 from annotator.imaging.io import read_image, write_png
+from annotator.progress import track
 from db.models import Decision, Image, Mask
 from db.queries import current_mask
 from workflows.protocol import IN_REPOSITORY
@@ -56,7 +57,7 @@ def export_covid_qu_ex(session: Session, settings: Settings, out_path: Path) -> 
         decisions_csv = csv.writer(dfh)
         decisions_csv.writerow(["image_id", "file", "round_id", "actor", "role", "decision", "detail", "lead_time_s",
                                 "comment", "model_version", "ls_task_id", "ls_annotation_id", "valid", "created_at"])
-        for image in images:
+        for image in track(images, "exporting", unit="images"):
             split = splits[image.id]
             mask_row = current_mask(session, image.id, "lung")
             if mask_row is None:

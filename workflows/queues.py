@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.imaging.io import read_mask
+from annotator.progress import progress_bar, track
 from db.engine import session_scope
 from db.models import Image, Mask, Task
 
@@ -42,14 +43,15 @@ def _task_in(settings: Settings, session: Session, task: Task):
                   score=payload.get("score"), extra=extra)
 
 
-def push(session: Session, settings: Settings, ls, queue: str, progress: Callable[[int], None] | None = None) -> dict:
+def push(session: Session, settings: Settings, ls, queue: str, progress: bool = True) -> dict:
     """Push the open tasks of ``queue`` that Label Studio does not have yet; record their ids."""
     pending = list(session.scalars(select(Task).where(Task.queue == queue, Task.status == "open",
                                                       Task.ls_task_id.is_(None)).order_by(Task.id)))
     if not pending:
         return {"queue": queue, "pushed": 0, "failed": {}}
     project_id = ls.ensure_project(queue)
-    result = ls.import_tasks(project_id, [_task_in(settings, session, t) for t in pending], progress=progress)
+    with progress_bar(f"pushing {queue} tasks", total=len(pending), enabled=progress, unit="tasks") as bar:
+        result = ls.import_tasks(project_id, [_task_in(settings, session, t) for t in pending], progress=bar.advance)
     from annotator.labelstudio.client import task_key
 
     for task in pending:
@@ -75,27 +77,28 @@ def latest_annotations(annotations: list) -> dict[int, object]:
     return best
 
 
-def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, report) -> None:
+def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, report, progress: bool = True) -> None:
     """Read back every annotation of ``queue``'s project and hand each to ``apply`` (which records it once)."""
     project_ids = set(session.scalars(select(Task.ls_project_id).where(Task.queue == queue,
                                                                         Task.ls_project_id.is_not(None))))
     for project_id in sorted(project_ids):
         by_task = {t.ls_task_id: t for t in session.scalars(select(Task).where(Task.ls_project_id == project_id,
                                                                                 Task.queue == queue))}
-        for ls_task_id, annotation in sorted(latest_annotations(ls.fetch_annotations(project_id)).items()):
+        latest = sorted(latest_annotations(ls.fetch_annotations(project_id)).items())
+        for ls_task_id, annotation in track(latest, f"syncing {queue}", enabled=progress, unit="annotations"):
             task = by_task.get(ls_task_id)
             if task is None:
                 continue  # a task someone added by hand in Label Studio: not ours
             apply(session, settings, task, annotation, report)
 
 
-def push_queue(settings: Settings, ls, queue: str) -> dict:
+def push_queue(settings: Settings, ls, queue: str, progress: bool = True) -> dict:
     """``push`` in a transaction of its own (an entry point's boundary)."""
     with session_scope(settings.database_url) as session:
-        return push(session, settings, ls, queue)
+        return push(session, settings, ls, queue, progress)
 
 
-def sync_queues(settings: Settings, ls, queues: tuple[str, ...]) -> dict:
+def sync_queues(settings: Settings, ls, queues: tuple[str, ...], progress: bool = True) -> dict:
     """Read back ``queues`` in one transaction; returns the SyncReport as a dict."""
     from workflows.decisions import SyncReport, apply_annotation, load_handlers
 
@@ -103,5 +106,5 @@ def sync_queues(settings: Settings, ls, queues: tuple[str, ...]) -> dict:
     report = SyncReport()
     with session_scope(settings.database_url) as session:
         for queue in queues:
-            sync(session, settings, ls, queue, apply_annotation, report)
+            sync(session, settings, ls, queue, apply_annotation, report, progress)
     return report.as_dict()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ from annotator.config import Settings
 from annotator.errors import AnnotatorError
 from annotator.imaging.io import read_image, read_mask
 from annotator.ingest.importer import add_mask
+from annotator.progress import progress_bar
 from db.models import Decision, Image, Mask, Round, Task
 from db.queries import working_model
 from workflows import engine, protocol
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 STAGE = 2
 OPEN_STATES = ("predicted", "rejected", "unsure", "md_advised")  # a round is undecided while any image is here
 STAGE2_MADE = ("accepted", "corrected", "adjusted")  # masks Stage II adds to the repository
+PREDICT_BATCH = 16  # images per predictor call (memory) and per progress step
 
 
 @dataclass
@@ -72,7 +73,7 @@ def mask_uncertainty(prob: np.ndarray) -> float:
 
 def start_round(session: Session, settings: Settings, predictor, *, size: int, strategy: str = "stratified",
                 seed: int = 0, require_reference: bool = False, target: int | None = None,
-                on_image: Callable[[], None] | None = None) -> RoundReport:
+                progress: bool = True) -> RoundReport:
     """Choose the next images, predict them with the working network, QC each mask, create RA review tasks.
 
     Nothing is pushed to Label Studio here (``push_tasks`` does that, idempotently).
@@ -98,9 +99,15 @@ def start_round(session: Session, settings: Settings, predictor, *, size: int, s
     if strategy == "uncertainty":
         rng = random.Random(seed)
         scored = rng.sample(pool, min(len(pool), 5 * size))  # score a bounded share of a large pool
-        probs = predictor.predict_proba([read_image(settings.workspace_path / i.store_path) for i in scored])
-        cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr, mask_uncertainty(p))
-                 for i, p in zip(scored, probs, strict=True)]
+        uncertainty: list[float] = []
+        with progress_bar("uncertainty scoring", total=len(scored), enabled=progress, unit="images") as bar:
+            for start in range(0, len(scored), PREDICT_BATCH):
+                chunk = scored[start:start + PREDICT_BATCH]
+                probs = predictor.predict_proba([read_image(settings.workspace_path / i.store_path) for i in chunk])
+                uncertainty += [mask_uncertainty(p) for p in probs]
+                bar.advance(len(chunk))
+        cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr, u)
+                 for i, u in zip(scored, uncertainty, strict=True)]
     else:
         cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr) for i in pool]
     chosen = set(choose(strategy, cands, size, seed))
@@ -112,23 +119,28 @@ def start_round(session: Session, settings: Settings, predictor, *, size: int, s
     session.flush()
     images = [i for i in pool if i.id in chosen]
     report = RoundReport(round_.id, number, len(images), strategy, model.model_version)
-    batch = 16
-    for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
-        masks = predictor.predict([read_image(settings.workspace_path / i.store_path) for i in chunk])
-        for image, mask in zip(chunk, masks, strict=True):
-            row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
-                           model_version=model.model_version, skip_if_same=False)
-            qc = check_lung_mask(mask)
-            report.qc_flagged += int(not qc.ok)
-            engine.move(session, image, "predict", actor="system", role="system", round_id=round_.id,
-                        model_version=model.model_version)
-            session.add(Task(image_id=image.id, round_id=round_.id, queue="ra_review", model_version=model.model_version,
-                             status="open", payload={"mask_id": row.id, "qc": qc.text, "qc_ok": qc.ok}))
-            if on_image:
-                on_image()
+    with progress_bar(f"round {number}: pre-labelling", total=len(images), enabled=progress, unit="images") as bar:
+        for start in range(0, len(images), PREDICT_BATCH):
+            chunk = images[start:start + PREDICT_BATCH]
+            _prelabel(session, settings, predictor, model, round_, chunk, report)
+            bar.advance(len(chunk))
     session.flush()
     return report
+
+
+def _prelabel(session: Session, settings: Settings, predictor, model, round_: Round, chunk: list[Image],
+              report: RoundReport) -> None:
+    """Predict ``chunk``, store each mask, QC it, move the image to ``predicted`` and add its RA review task."""
+    masks = predictor.predict([read_image(settings.workspace_path / i.store_path) for i in chunk])
+    for image, mask in zip(chunk, masks, strict=True):
+        row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
+                       model_version=model.model_version, skip_if_same=False)
+        qc = check_lung_mask(mask)
+        report.qc_flagged += int(not qc.ok)
+        engine.move(session, image, "predict", actor="system", role="system", round_id=round_.id,
+                    model_version=model.model_version)
+        session.add(Task(image_id=image.id, round_id=round_.id, queue="ra_review", model_version=model.model_version,
+                         status="open", payload={"mask_id": row.id, "qc": qc.text, "qc_ok": qc.ok}))
 
 
 # -- decisions of this stage's queues ---------------------------------------------------------------

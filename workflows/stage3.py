@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from annotator.errors import AnnotatorError
 from annotator.imaging.io import read_image
 from annotator.labelstudio.grid import write_best_of_six
 from annotator.ingest.importer import add_mask
+from annotator.progress import progress_bar, track
 from db.models import Decision, Image, Model, Round, Task
 from db.queries import working_model
 from workflows import engine
@@ -55,7 +55,7 @@ def stage3_round(session: Session) -> Round | None:
 
 def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, *,
                networks: tuple[str, ...] = NETWORKS, progress: bool = True, limit: int | None = None,
-               require_reference: bool = False, on_image: Callable[[], None] | None = None) -> Stage3Report:
+               require_reference: bool = False) -> Stage3Report:
     """Train the six networks (resumable), predict every image of the pool with each, create the
     best-of-six tasks. A second run after success does nothing new."""
     from annotator.segmentation.predict import Predictor
@@ -75,9 +75,12 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
     # five start from scratch: a comparison of what each can learn from the repository as it stands
     warm = {working.spec: working.model_version} if working is not None and working.spec in networks else {}
     models: list[Model] = []
-    for name in networks:
-        models.append(train_on_repository(session, settings, name, preset, stage="stage3", data=data,
-                                          init_from=working if name in warm else None, progress=progress))
+    with progress_bar("Stage III: training six networks", total=len(networks), enabled=progress,
+                      unit="networks") as bar:
+        for name in networks:
+            models.append(train_on_repository(session, settings, name, preset, stage="stage3", data=data,
+                                              init_from=working if name in warm else None, progress=progress))
+            bar.advance()
     predictors = [Predictor.from_checkpoint(settings.workspace_path / m.checkpoint_path, backend="eager") for m in models]
     round_ = Round(stage=STAGE, number=1, size=0, strategy="all-remaining", status="open",
                    summary={"networks": list(networks), "model_versions": [m.model_version for m in models],
@@ -88,7 +91,7 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
     pool = [i for i in candidates(session, require_reference) if i.state == "pool"]
     if limit is not None:
         pool = pool[:limit]
-    for image in pool:
+    for image in track(pool, "Stage III: six predictions per image", enabled=progress, unit="images"):
         gray = read_image(settings.workspace_path / image.store_path)
         mask_ids = []
         masks = []
@@ -104,8 +107,6 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
         session.add(Task(image_id=image.id, round_id=round_.id, queue="best_of_six", status="open",
                          model_version=None, payload={"mask_ids": mask_ids, "image_path": grid_rel,
                                                       "model_versions": [m.model_version for m in models]}))
-        if on_image:
-            on_image()
     round_.size = len(pool)
     session.flush()
     return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool), warm)

@@ -7,17 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from annotator.cli.common import console, err_console, handle_errors, require_workspace, settings_from
 from annotator.ingest.layouts import LAYOUTS
+from annotator.progress import progress_bar
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err_console, transient=False)
 
 
 @app.command("import")
@@ -46,9 +41,9 @@ def import_(
     items = list_items(path, layout, cls)  # a bad layout or folder fails before anything is written
     init_workspace(settings)
     settings = with_workspace_secrets(settings)  # the pseudonym key init may have just written
-    with session_scope(settings.database_url) as session, _progress() as progress:
-        bar = progress.add_task(f"importing {path.name}", total=len(items))
-        summary = import_items(session, settings, items, layout, on_item=lambda _n: progress.advance(bar),
+    with session_scope(settings.database_url) as session, \
+            progress_bar(f"importing {path.name}", total=len(items), unit="items") as bar:
+        summary = import_items(session, settings, items, layout, on_item=lambda _n: bar.advance(),
                                checkpoint=session.commit, deidentify=deidentify)
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
@@ -68,9 +63,8 @@ def validate(ctx: typer.Context) -> None:
 
     settings = settings_from(ctx)
     url = require_workspace(settings)
-    with session_scope(url) as session, _progress() as progress:
-        bar = progress.add_task("validating", total=None)
-        report = validate_store(session, settings, on_item=lambda: progress.advance(bar))
+    with session_scope(url) as session, progress_bar("validating the store", unit="files") as bar:
+        report = validate_store(session, settings, on_item=bar.advance)
     console.print(f"checked {report.images} images and {report.masks} masks: "
                   f"{'all good' if not report.problems else f'{len(report.problems)} problem(s)'}")
     for where, reason in report.problems:

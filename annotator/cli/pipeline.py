@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from annotator.cli.common import console, err_console, handle_errors, require_workspace, settings_from
+from annotator.progress import track
 
 
 def _set_threads(settings) -> None:
@@ -71,7 +72,7 @@ def predict_command(
     predictor = RecognitionPredictor.from_manifest(manifest, backend=settings.predict_backend, device=settings.device)
     results = []
     try:
-        for path, image in pixels:
+        for path, image in track(pixels, "predicting", enabled=len(pixels) > 1, unit="images"):
             analysis = predictor.analyse(image, name=str(path), saliency=not no_saliency or report is not None)
             data = analysis.to_dict()
             if report is not None:

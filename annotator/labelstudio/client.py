@@ -341,23 +341,24 @@ class LabelStudio:
         existing = self.list_task_keys(project_id)
         result = ImportResult(task_ids={k: existing[k] for k in keys if k in existing})
         result.existing = len(result.task_ids)
-        todo: list[tuple[str, dict]] = []
-        for task in tasks:
-            if task.key in existing:
-                continue
-            try:
-                todo.append((task.key, self.task_payload(task, _image_size(task.image_path))))
-            except (ImageReadError, MaskError) as exc:
-                result.failed[task.key] = str(exc)
-                log.warning("task %s not imported: %s", task.key, exc)
-        versions = {p["predictions"][0]["model_version"] for _, p in todo if "predictions" in p}
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start : start + chunk_size]
-            ids = self._import_chunk(project_id, chunk)
-            result.task_ids.update(ids)
-            result.created += len(ids)
+        new = [task for task in tasks if task.key not in existing]
+        versions: set[str] = set()
+        for start in range(0, len(new), chunk_size):  # payloads (RLE) made a chunk at a time: progress shows both
+            part = new[start : start + chunk_size]
+            chunk: list[tuple[str, dict]] = []
+            for task in part:
+                try:
+                    chunk.append((task.key, self.task_payload(task, _image_size(task.image_path))))
+                except (ImageReadError, MaskError) as exc:
+                    result.failed[task.key] = str(exc)
+                    log.warning("task %s not imported: %s", task.key, exc)
+            versions |= {p["predictions"][0]["model_version"] for _, p in chunk if "predictions" in p}
+            if chunk:
+                ids = self._import_chunk(project_id, chunk)
+                result.task_ids.update(ids)
+                result.created += len(ids)
             if progress is not None:
-                progress(len(chunk))
+                progress(len(part))
         if len(versions) == 1:
             result.hidden_in_stream = self.sync_model_version(project_id, versions.pop())
         elif len(versions) > 1:

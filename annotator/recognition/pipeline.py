@@ -64,6 +64,7 @@ from annotator.recognition.predict import CURRENT_NAME, MANIFEST_NAME
 from annotator.recognition.preprocessing import prepare
 from annotator.recognition.quantification import infected_mask, quantify
 from annotator.imaging.io import read_image, read_mask
+from annotator.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +219,13 @@ class PipelineRunner:
 
     def predict_lungs(self, items: Sequence[Sample]) -> None:
         todo = [s for s in items if s.key not in self.lung_masks]
-        for start in range(0, len(todo), 32):
-            chunk = todo[start:start + 32]
-            for s, m in zip(chunk, self.lung.predict([self.pixels(s) for s in chunk]), strict=True):
-                self.lung_masks[s.key] = m
+        with progress_bar("predicting lungs", total=len(todo), enabled=self.progress and len(todo) > 32,
+                          unit="images") as bar:
+            for start in range(0, len(todo), 32):
+                chunk = todo[start:start + 32]
+                for s, m in zip(chunk, self.lung.predict([self.pixels(s) for s in chunk]), strict=True):
+                    self.lung_masks[s.key] = m
+                bar.advance(len(chunk))
 
     # -- infection networks ----------------------------------------------------------------------
     def step_infection(self) -> None:
@@ -384,8 +388,6 @@ class PipelineRunner:
         return [store[s.key] for s in items]
 
     def step_classification(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         plan = self.classifier_plan()
         scheme_data = {}
         for scheme in self.config.schemes:
@@ -408,10 +410,7 @@ class PipelineRunner:
                                    classification_columns(["network", "input"]))
         total_trainings = len(plan) * self.config.folds
         cache: dict = {}
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      disable=not self.progress) as bar:
-            overall = bar.add_task("classifiers (folds)", total=total_trainings)
-            current = bar.add_task("", total=1)
+        with progress_bar("classifiers (folds)", total=total_trainings, enabled=self.progress, unit="folds") as bar:
             for scheme, table_names, cfg in plan:
                 items, labels, folds = scheme_data[scheme]
                 names = CLASS_SCHEMES[scheme]
@@ -420,24 +419,25 @@ class PipelineRunner:
                 out_dir = self.work / "classifiers" / scheme / cfg.key
                 data_id = _digest([s.key for s in items])
                 for k, test_idx in enumerate(folds):
-                    bar.update(current, description=f"{scheme} {cfg.key} fold {k + 1}/{len(folds)}", completed=0, total=1)
                     done = out_dir / f"fold-{k}.json"
                     ckpt = out_dir / f"fold-{k}.pt"
                     if done.is_file() and ckpt.is_file():
                         saved = json.loads(done.read_text())
                         if saved.get("config") == cfg.fingerprint() and saved.get("data") == data_id:
                             proba[test_idx] = np.asarray(saved["proba"])
-                            bar.advance(overall)
+                            bar.advance()
                             continue
                     train_idx = np.setdiff1d(np.arange(len(items)), test_idx)
-                    res = train_classifier(cfg, [arrays[i] for i in train_idx], [labels[i] for i in train_idx], names,
-                                           ckpt, progress=lambda d, t: bar.update(current, completed=d, total=t))
+                    with progress_bar(f"{scheme} {cfg.key} fold {k + 1}/{len(folds)}", enabled=self.progress,
+                                      unit="steps") as fold_bar:
+                        res = train_classifier(cfg, [arrays[i] for i in train_idx], [labels[i] for i in train_idx],
+                                               names, ckpt, progress=lambda d, t: fold_bar.update(completed=d, total=t))
                     model = Classifier.from_checkpoint(ckpt).model
                     proba[test_idx] = predict_arrays(model, [arrays[i] for i in test_idx])
                     done.write_text(json.dumps({"config": cfg.fingerprint(), "data": data_id, "model_version": res.model_version,
                                                 "proba": proba[test_idx].tolist(), "history": res.history,
                                                 "train_s": res.train_seconds}))
-                    bar.advance(overall)
+                    bar.advance()
                 self.trained_classifiers[(scheme, cfg.key)] = out_dir / "fold-0.pt"
                 predicted = proba.argmax(1)
                 cm = confusion_matrix(labels, predicted, len(names))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from annotator.errors import TrainingError, UnknownNameError
+from annotator.progress import progress_bar
 from annotator.segmentation import transform
 from annotator.segmentation.checkpoint import Checkpoint, save_checkpoint
 from annotator.segmentation.factory import build_model
@@ -197,14 +198,6 @@ def _cosine_lr(optimizer, config: TrainConfig, epoch_share: float, elapsed_s: fl
         group["lr"] = lr
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}  val DSC {task.fields[dsc]}"), TimeElapsedColumn(),
-                    disable=not enabled, transient=False)
-
-
 def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair], val_pairs: Sequence[Pair],
                 out_dir: Path | str, progress: bool = True, *, snapshot: dict | None = None,
                 weights_path: Path | str | None = None, resume: bool = True) -> TrainResult:
@@ -276,9 +269,8 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
     steps = max(math.ceil(len(train_x) / config.batch_size), config.min_steps_per_epoch)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter() - state["train_s"]
-    with _progress(progress) as bar:
-        task = bar.add_task(f"{spec.name} ({config.name})", total=config.max_epochs, completed=state["epoch"],
-                            loss="-", dsc="-")
+    with progress_bar(f"training {spec.name} ({config.name})", config.max_epochs, enabled=progress,
+                      unit="epochs", completed=state["epoch"]) as bar:
         while state["epoch"] < config.max_epochs and not state["finished"]:
             epoch = state["epoch"]
             epoch_start = time.perf_counter()
@@ -320,7 +312,7 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
             else:
                 state["since_best_loss"] += 1
             state["train_s"] = time.perf_counter() - started
-            bar.update(task, completed=state["epoch"], loss=f"{train_loss:.4f}", dsc=f"{val_dsc:.4f}")
+            bar.update(completed=state["epoch"], info=f"loss {train_loss:.4f}, val DSC {val_dsc:.4f}")
             stop = state["since_best_loss"] >= config.early_stop_patience
             if config.max_train_s is not None and state["train_s"] + epoch_s > config.max_train_s:
                 log.info("%s: time budget %.0f s reached after %d epochs", spec.name, config.max_train_s, epoch + 1)
