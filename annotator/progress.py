@@ -28,6 +28,7 @@ HEARTBEAT_S = 30.0  # ... and at least this often while nothing moves
 T = TypeVar("T")
 
 _live: dict = {}  # cache of the one rich display shared by nested bars: {"progress": Progress, "depth": int}
+_plain_open: list = []  # the plain tasks now open, outermost first: only the innermost beats
 
 
 def _duration(seconds: float) -> str:
@@ -105,6 +106,7 @@ class _PlainTask(ProgressTask):
         self._stop = threading.Event()
         self._heartbeat_s = heartbeat_s
         self._thread = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
+        _plain_open.append(self)
         self._thread.start()
 
     def _emit(self) -> None:
@@ -115,7 +117,8 @@ class _PlainTask(ProgressTask):
 
     def _beat(self) -> None:
         while not self._stop.wait(min(self._heartbeat_s, 1.0)):
-            if time.monotonic() - self._last_line >= self._heartbeat_s:
+            innermost = not _plain_open or _plain_open[-1] is self  # an inner task shows the life already
+            if innermost and time.monotonic() - self._last_line >= self._heartbeat_s:
                 self._emit()
 
     def _passed(self) -> bool:
@@ -135,6 +138,8 @@ class _PlainTask(ProgressTask):
     def _close(self) -> None:
         self._stop.set()
         self._thread.join()
+        if self in _plain_open:
+            _plain_open.remove(self)
         self._emit()
 
 

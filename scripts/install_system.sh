@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Debian packages the test suite needs, installed idempotently and quietly:
+# The Debian packages the test suite needs (scripts/test.sh runs this; the demo does not), installed
+# idempotently and quietly:
 #   chromium    the browser of tests/integration/test_browser.py (Playwright drives /usr/bin/chromium)
 #   postgresql  initdb/pg_ctl for the tests that run against a real PostgreSQL
 # Run as root (or with sudo). Safe to run again: installed packages are skipped.

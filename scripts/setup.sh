@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One-time (idempotent) set-up: Debian packages, the virtual environment with the pinned packages, the
-# package itself. Re-running is fast: it skips what is already there.
+# One-time (idempotent) set-up of the Python side: the virtual environment with the pinned packages of
+# requirements.lock (the package's extras ml, server, postgres and dev included), then the package itself.
+# Re-running is fast: it skips what is already there. The Debian packages only the tests need (Chromium,
+# PostgreSQL) are scripts/install_system.sh's job: scripts/test.sh runs it, the demo does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-
-bash scripts/install_system.sh
 
 PY=${PYTHON:-}
 if [[ -z "$PY" ]]; then

@@ -55,6 +55,17 @@ def test_heartbeat_while_nothing_moves_and_unknown_totals():
     assert lines[-1].startswith("[progress] syncing ra_review: 3 items") and "%" not in lines[-1]
 
 
+def test_only_the_innermost_of_nested_plain_tasks_beats():
+    out = io.StringIO()
+    with progress_bar("six networks", total=6, stream=out, heartbeat_s=0.05):
+        with progress_bar("training", total=2, stream=out, heartbeat_s=0.05):
+            time.sleep(0.5)
+    lines = lines_of(out)
+    assert sum(line.startswith("[progress] training: 0/2") for line in lines) >= 3  # its start and beats
+    assert [line for line in lines if line.startswith("[progress] six networks")][:1] == lines[:1]
+    assert sum(line.startswith("[progress] six networks") for line in lines) == 2  # start and end only
+
+
 def test_disabled_writes_nothing_and_track_counts(capsys):
     with progress_bar("quiet", total=5, enabled=False) as bar:
         bar.advance(5)

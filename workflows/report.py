@@ -4,7 +4,6 @@ CSV, Markdown and PNG charts."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from sqlalchemy import select
@@ -85,15 +84,15 @@ def write_report(session: Session, out_dir: Path, extra: dict | None = None) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from annotator.evaluation.tables import markdown_lines
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = campaign_rows(session)
-    with (out_dir / "campaign.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["# Campaign report", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS), dtype=object)
+    frame.to_csv(out_dir / "campaign.csv", index=False)
+    lines = ["# Campaign report", "", *markdown_lines(frame.map(_fmt))]
     base = stage1_val_dsc(session)
     lines += ["", f"Stage I working network validation DSC: {_fmt(base)}", "", validation_note(session), ""]
     for key, value in (extra or {}).items():

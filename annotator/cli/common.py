@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from annotator.config import Settings, load_settings
 from annotator.errors import AnnotatorError, WorkspaceError
@@ -46,7 +47,8 @@ def handle_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except AnnotatorError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escaped: a message may hold brackets ("pip install '.[server]'") that rich would read as markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
 
     return wrapper

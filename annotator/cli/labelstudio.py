@@ -16,7 +16,8 @@ app = typer.Typer(no_args_is_help=True)
 @handle_errors
 def start(
     ctx: typer.Context,
-    port: Annotated[int | None, typer.Option(help="port (default: ANNOTATOR_LABELSTUDIO_PORT or 8080)")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535,
+                                             help="port (default: ANNOTATOR_LABELSTUDIO_PORT or 8080)")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for its health")] = 180.0,
 ) -> None:
     """Start Label Studio with its data in the workspace; prints the URL (`credentials` prints the login)."""

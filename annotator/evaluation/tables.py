@@ -1,13 +1,16 @@
-"""Result tables as CSV and Markdown. Every figure carries its n; a class with fewer than
-``MIN_TEST_IMAGES`` test images reads "too few to measure" instead of a percentage."""
+"""Result tables, written through pandas DataFrames as CSV and Markdown. Every figure carries its n; a class
+with fewer than ``MIN_TEST_IMAGES`` test images reads "too few to measure" instead of a percentage."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIN_TEST_IMAGES = 5
 TOO_FEW = "too few to measure"
@@ -26,6 +29,12 @@ class Table:
         if len(values) != len(self.columns):
             raise ValueError(f"row has {len(values)} values for {len(self.columns)} columns of {self.title!r}")
         self.rows.append(list(values))
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame; cells keep their Python values (no int -> float where one is missing)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=self.columns, dtype=object)
 
 
 def percent(value: float, ci: float | None = None, n: int | None = None, min_n: int = MIN_TEST_IMAGES) -> str:
@@ -53,22 +62,24 @@ def classification_columns(prefix: Sequence[str] = ()) -> list[str]:
     return [*prefix, "class", "n", *(f"{m} %" for m in CLASS_METRICS)]
 
 
+def markdown_lines(frame: pd.DataFrame) -> list[str]:
+    """A DataFrame as a Markdown table (pandas' own ``to_markdown`` needs tabulate, which we do not ship)."""
+    lines = ["| " + " | ".join(str(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False, name=None)]
+    return lines
+
+
 def to_markdown(table: Table) -> str:
-    lines = [f"### {table.title}", "", "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    for row in table.rows:
-        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    lines = [f"### {table.title}", "", *markdown_lines(table.frame())]
     if table.note:
         lines += ["", table.note]
     return "\n".join(lines) + "\n"
 
 
 def write_table(table: Table, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    """Write ``<stem>.csv`` and ``<stem>.md``; returns both paths."""
+    """Write ``<stem>.csv`` and ``<stem>.md`` from the table's DataFrame; returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(table.columns)
-        writer.writerows(table.rows)
+    table.frame().to_csv(csv_path, index=False)
     md_path.write_text(to_markdown(table))
     return csv_path, md_path

@@ -28,6 +28,7 @@ Public API: ``start_server(settings) -> ServerInfo``, ``server_status(settings) 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -86,6 +87,17 @@ class ServerStatus:
     url: str
     pid: int | None
     message: str
+
+
+INSTALL_SERVER = "pip install '.[server]'"
+
+
+def require_server_package() -> None:
+    """The Label Studio server is an extra of the package: without it, one line with the install command
+    instead of a traceback (the client side, label-studio-sdk, is always installed)."""
+    if importlib.util.find_spec("label_studio") is None:
+        raise LabelStudioError(f"the Label Studio server is not installed: run {INSTALL_SERVER} "
+                               "(or set ANNOTATOR_LABELSTUDIO_URL to a Label Studio that runs elsewhere)")
 
 
 def labelstudio_version() -> str:
@@ -319,6 +331,7 @@ def start_server(settings: Settings, *, timeout_s: float = 180.0, use_template: 
             f"ANNOTATOR_LABELSTUDIO_URL points to an external Label Studio ({settings.labelstudio_url}); "
             "unset it to run the bundled one"
         )
+    require_server_package()
     state = _read_state(settings)
     if state and _pid_alive(int(state["pid"])) and _is_labelstudio(int(state["pid"])):
         if _healthy(state["url"]):

@@ -27,14 +27,14 @@ N_SEED = 36  # Montgomery/Shenzhen images with manual masks: Stage I's seed set
 N_POOL = 24  # ieee8023 images with manual masks: the pool the simulated RAs judge
 
 
-def make_subset(sample_data: Path, dest: Path) -> Path:
+def make_subset(sample_data: Path, dest: Path, n_seed: int = N_SEED, n_pool: int = N_POOL) -> Path:
     """A small real collection in the sample set's manifest layout (files copied, no links)."""
     with (sample_data / "manifest.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames
         rows = list(reader)
-    seed = [r for r in rows if r["dataset"] in ("Montgomery", "Shenzhen")][:N_SEED]
-    pool = [r for r in rows if r["lung_mask_origin"].startswith("manual (V7")][:N_POOL]
+    seed = [r for r in rows if r["dataset"] in ("Montgomery", "Shenzhen")][:n_seed]
+    pool = [r for r in rows if r["lung_mask_origin"].startswith("manual (V7")][:n_pool]
     for row in seed + pool:
         for key in ("file", "lung_mask_file", "infection_mask_file"):
             if row[key]:
@@ -48,12 +48,19 @@ def make_subset(sample_data: Path, dest: Path) -> Path:
 
 
 def cli(settings: Settings, *args: str, kill_after_s: float | None = None, check: bool = True,
-        env: dict | None = None, timeout_s: float = 900) -> subprocess.CompletedProcess:
-    """Run `annotator` in its own process; with kill_after_s, SIGKILL it then (if still running)."""
+        env: dict | None = None, timeout_s: float = 900, log: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `annotator` in its own process; with kill_after_s, SIGKILL it then (if still running); with
+    ``log``, stdout and stderr both go to that file (as `> log 2>&1` would) and ``stdout`` is its text."""
     cmd = [sys.executable, "-m", "annotator.cli.main", "--workspace", str(settings.workspace_path), *args]
     child_env = {**os.environ, "ANNOTATOR_LABELSTUDIO_PORT": str(settings.labelstudio_port),
                  "ANNOTATOR_BACKEND_PORT": str(settings.backend_port), "ANNOTATOR_PREDICT_BACKEND": "eager",
                  "COLUMNS": "200", **(env or {})}
+    if log is not None:
+        with log.open("w") as fh:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env, timeout=timeout_s)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{log.read_text()}")
+        return subprocess.CompletedProcess(cmd, proc.returncode, log.read_text(), "")
     if kill_after_s is None:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env, timeout=timeout_s)
         if check and proc.returncode != 0:
@@ -268,3 +275,62 @@ def test_demo_runs_every_stage_and_reports(tmp_path, sample_data):
         assert len(list(session.scalars(select(Decision).where(Decision.valid.is_(True))))) == len(valid)
     status = json.loads(cli(settings, "status", "--json").stdout)
     assert status["images"] == N_SEED + N_POOL
+
+
+@pytest.fixture(scope="module")
+def small_campaign(tmp_path_factory, sample_data):
+    """13 seed images (the fewest that give Stage I a train, val and test part), 4 pool images, a one-epoch
+    Stage I network and its own Label Studio: small enough for Stage III's six networks to train in minutes."""
+    pytest.importorskip("label_studio", reason="needs the label-studio package")
+    import dataclasses
+
+    from annotator.ingest.importer import import_collection
+    from annotator.labelstudio.server import start_server, stop_server
+    from annotator.segmentation.train import PRESETS
+    from annotator.workspace import init_workspace
+    from workflows.stage1 import run_stage1
+
+    root = tmp_path_factory.mktemp("small")
+    subset = make_subset(sample_data, root / "collection", n_seed=13, n_pool=4)
+    settings = load_settings(workspace=root / "ws", labelstudio_port=free_port(), backend_port=free_port(),
+                             predict_backend="eager")
+    init_workspace(settings)
+    with session_scope(settings.database_url) as session:
+        assert import_collection(session, settings, subset, "manifest").ok
+    with session_scope(settings.database_url) as session:
+        run_stage1(session, settings, preset=dataclasses.replace(PRESETS["tiny"], max_epochs=1, verify_fast_paths=False),
+                   variants=("unet-resnet18",), progress=False)
+    info = start_server(settings, timeout_s=300)
+    try:
+        yield settings
+    finally:
+        stop_server(settings, process=info.process)
+
+
+@pytest.mark.slow
+def test_round_next_and_stage3_run_write_progress_lines_to_a_log_file(small_campaign, tmp_path):
+    """Output to a file (no terminal, as under nohup or CI): the long steps write plain progress lines."""
+    settings = small_campaign
+    text = cli(settings, "round", "next", "--size", "2", log=tmp_path / "round-next.log").stdout
+    for line in ("[progress] round 1: pre-labelling: 0/2 images (0%)",
+                 "[progress] round 1: pre-labelling: 2/2 images (100%)",
+                 "[progress] pushing ra_review tasks: 0/2 tasks (0%)",
+                 "[progress] pushing ra_review tasks: 2/2 tasks (100%)"):
+        assert line in text, text
+    assert "round started" in text and "size: 2" in text
+
+    text = cli(settings, "stage3", "run", "--preset", "smoke", log=tmp_path / "stage3-run.log").stdout
+    from workflows.stage3 import NETWORKS
+
+    expected = ["[progress] Stage III: training six networks: 6/6 networks (100%)",
+                "[progress] Stage III: six predictions per image: 2/2 images (100%)",
+                "[progress] pushing best_of_six tasks: 2/2 tasks (100%)"]
+    expected += [f"[progress] training {name} (smoke): 2/2 epochs (100%)" for name in NETWORKS]
+    for line in expected:
+        assert line in text, text
+    lines = [x for x in text.splitlines() if x.startswith("[progress] Stage III: training six networks: ")]
+    assert {x.split(": ")[2].split(" ")[0] for x in lines} == {f"{k}/6" for k in range(7)}  # a line a network
+    assert "Stage III" in text and "candidates: 2" in text
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(func.count(Task.id)).where(Task.queue == "best_of_six",
+                                                                 Task.ls_task_id.is_not(None))) == 2
