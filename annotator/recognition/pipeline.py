@@ -453,7 +453,6 @@ class PipelineRunner:
                 self.results.setdefault("classification", {}).setdefault(scheme, {})[cfg.key] = {
                     "tables": table_names, "confusion": cm.tolist(), "report": report,
                     "auc": {c: curves[c]["auc"] for c in names}}
-            bar.update(current, description="done", completed=1, total=1)
         cache.clear()
         for name, table in tables.items():
             if not table.rows:
