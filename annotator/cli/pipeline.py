@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from annotator.cli.common import console, err_console, handle_errors, require_workspace, settings_from
-from annotator.progress import track
+from annotator.progress import progress_bar, track
 
 
 def _set_threads(settings) -> None:
@@ -110,9 +110,10 @@ def evaluate_pipeline_command(
     from annotator.recognition.predict import RecognitionPredictor
 
     predictor = RecognitionPredictor.from_manifest(manifest, backend=settings.predict_backend, device=settings.device)
+    items = list(reader(data))  # listing is cheap; the images are read while scoring
     try:
-        result = evaluate_collection(predictor, reader(data),
-                                     progress=lambda n: err_console.print(f"scored {n} images", highlight=False))
+        with progress_bar(f"scoring {data.name}", total=len(items), unit="items") as bar:
+            result = evaluate_collection(predictor, items, progress=lambda n: bar.update(completed=n))
     finally:
         predictor.close()
     result = {"pipeline": str(manifest), "data": str(data), "layout": layout, **result}
