@@ -292,10 +292,10 @@ def small_campaign(tmp_path_factory, sample_data):
 
     root = tmp_path_factory.mktemp("small")
     subset = make_subset(sample_data, root / "collection", n_seed=13, n_pool=4)
-    settings = load_settings(workspace=root / "ws", labelstudio_port=free_port(), backend_port=free_port(),
-                             predict_backend="eager")
-    init_workspace(settings)
-    with session_scope(settings.database_url) as session:
+    ports = {"labelstudio_port": free_port(), "backend_port": free_port()}
+    init_workspace(load_settings(workspace=root / "ws", **ports))  # writes the workspace's random secrets
+    settings = load_settings(workspace=root / "ws", predict_backend="eager", **ports)  # ... read back here,
+    with session_scope(settings.database_url) as session:  # so our Label Studio and the CLI share one token
         assert import_collection(session, settings, subset, "manifest").ok
     with session_scope(settings.database_url) as session:
         run_stage1(session, settings, preset=dataclasses.replace(PRESETS["tiny"], max_epochs=1, verify_fast_paths=False),
