@@ -8,13 +8,14 @@ dataclasses in the modules that use them (``ModelSpec``, ``TrainConfig``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from annotator.credentials import DEFAULT_SECRETS, SECRET_FIELDS, masked, read_secrets
@@ -36,6 +37,17 @@ def find_sample_data() -> Path | None:
             if (candidate / "manifest.csv").is_file():
                 return candidate
     return None
+
+
+# setting -> (lowest, highest, what is allowed, in words)
+NUMBER_BOUNDS: dict[str, tuple[float, float, str]] = {
+    "labelstudio_port": (1, 65535, "a TCP port, 1 to 65535"),
+    "backend_port": (1, 65535, "a TCP port, 1 to 65535"),
+    "round_size": (1, math.inf, "a whole number of images, 1 or more"),
+    "target_masks": (1, math.inf, "a whole number of images, 1 or more"),
+    "torch_threads": (0, math.inf, "0 (torch's default) or a positive number of threads"),
+    "accept_dsc": (0.0, 1.0, "a Dice score from 0 to 1"),
+}
 
 
 class Settings(BaseSettings):
@@ -119,32 +131,12 @@ class Settings(BaseSettings):
         return self.sample_data.expanduser().resolve() if self.sample_data else find_sample_data()
 
     # -- bounds: a value outside is refused with the setting, the value and what is allowed -------------
-    @field_validator("labelstudio_port", "backend_port")
+    @field_validator(*NUMBER_BOUNDS)
     @classmethod
-    def _a_port(cls, value: int) -> int:
-        if not 1 <= value <= 65535:
-            raise ValueError("allowed: a TCP port, 1 to 65535")
-        return value
-
-    @field_validator("round_size", "target_masks")
-    @classmethod
-    def _a_count(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("allowed: a whole number of images, 1 or more")
-        return value
-
-    @field_validator("torch_threads")
-    @classmethod
-    def _threads(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("allowed: 0 (torch's default) or a positive number of threads")
-        return value
-
-    @field_validator("accept_dsc")
-    @classmethod
-    def _a_share(cls, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
-            raise ValueError("allowed: a Dice score from 0 to 1")
+    def _within_bounds(cls, value: float, info: ValidationInfo) -> float:
+        low, high, allowed = NUMBER_BOUNDS[info.field_name]
+        if not low <= value <= high:
+            raise ValueError(f"allowed: {allowed}")
         return value
 
     @field_validator("device")
