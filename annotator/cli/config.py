@@ -51,8 +51,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="print every setting as JSON")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="print the README's settings table (defaults)")] = False,
 ) -> None:
-    """Every setting with its value and where it came from (default, file, environment, option); secrets
-    are masked."""
+    """Every setting, its value and its source (default, secrets file, file, environment, option); secrets masked."""
     from annotator.config_reference import as_json as rows_json
     from annotator.config_reference import UNSET, describe_settings, markdown_table
 
