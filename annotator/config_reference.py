@@ -162,6 +162,7 @@ def explain_error(exc: ValidationError, file_path: Path | None = None) -> str:
         if err["type"] == "value_error":
             allowed = message.removeprefix("Value error, ").removeprefix("allowed: ")
         else:
-            allowed = _allowed_by_type(Settings.model_fields[name].annotation) if name in Settings.model_fields else message
+            field = Settings.model_fields.get(name)
+            allowed = _allowed_by_type(field.annotation) if field is not None else message
         problems.append(f"{name} = {shown} ({where}) is not allowed; allowed: {allowed}")
     return "invalid setting: " + "; ".join(problems)

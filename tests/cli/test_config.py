@@ -53,7 +53,8 @@ def test_readme_table_equals_config_show_json(clean):
     assert [r["name"] for r in rows] == list(Settings.model_fields)  # every setting, in declaration order
     assert {r["source"] for r in rows} == {"default"} and all(r["value"] == r["default"] for r in rows)
     readme = readme_rows()
-    assert [cells[0] for cells in readme] == [f"`{r['name']}`" for r in rows], "regenerate: annotator config show --markdown"
+    assert [cells[0] for cells in readme] == [f"`{r['name']}`" for r in rows], \
+        "regenerate the README's table: annotator config show --markdown"
     for cells, row in zip(readme, rows, strict=True):
         assert cells[1] == f"`{row['env']}`"
         shown = cells[2].strip("`")
