@@ -85,10 +85,12 @@ def campaign(tmp_path_factory, sample_data):
 
     root = tmp_path_factory.mktemp("campaign")
     subset = make_subset(sample_data, root / "collection")
-    settings = load_settings(workspace=root / "ws", labelstudio_port=free_port(), backend_port=free_port(),
-                             predict_backend="eager")
+    ports = {"labelstudio_port": free_port(), "backend_port": free_port()}
+    settings = load_settings(workspace=root / "ws", predict_backend="eager", **ports)
     killed = cli(settings, "data", "import", str(subset), "--layout", "manifest", kill_after_s=2.5)
     done = cli(settings, "data", "import", str(subset), "--layout", "manifest", "--json")
+    # the import made the workspace and its random secrets: read them, as every later command does
+    settings = load_settings(workspace=root / "ws", predict_backend="eager", **ports)
     with session_scope(settings.database_url) as session:
         assert session.scalar(select(func.count(Image.id))) == N_SEED + N_POOL, (killed.returncode, done.stdout)
     with session_scope(settings.database_url) as session:
