@@ -47,6 +47,8 @@ NUMBER_BOUNDS: dict[str, tuple[float, float, str]] = {
     "target_masks": (1, math.inf, "a whole number of images, 1 or more"),
     "torch_threads": (0, math.inf, "0 (torch's default) or a positive number of threads"),
     "accept_dsc": (0.0, 1.0, "a Dice score from 0 to 1"),
+    "max_image_pixels": (1, math.inf, "a whole number of pixels, 1 or more"),
+    "min_image_side_px": (1, math.inf, "a whole number of pixels, 1 or more"),
 }
 
 
@@ -71,6 +73,9 @@ class Settings(BaseSettings):
     device: str = "cpu"
     predict_backend: Literal["eager", "bf16", "onnx"] = "bf16"
     torch_threads: int = 0  # 0: torch's default
+
+    max_image_pixels: int = 50_000_000  # import refuses images declaring more (read from the header)
+    min_image_side_px: int = 64  # import refuses images with a shorter side
 
     round_size: int = 500
     target_masks: int = 3000

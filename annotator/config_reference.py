@@ -33,6 +33,8 @@ DESCRIPTIONS: dict[str, str] = {
     "device": "where networks run: cpu, cuda, cuda:N or mps",
     "predict_backend": "how predictions run: eager (fp32), bf16 or onnx (each checked against fp32 first)",
     "torch_threads": "CPU threads for torch; 0 leaves torch's default",
+    "max_image_pixels": "import refuses an image whose header declares more pixels (checked before decoding)",
+    "min_image_side_px": "import refuses an image whose shorter side is under this many pixels",
     "round_size": "images per Stage II round (`round next --size` overrides it)",
     "target_masks": "Stage II masks to reach before Stage III",
     "accept_dsc": "the simulated RA accepts a prediction at or above this Dice score",

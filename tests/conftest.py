@@ -240,3 +240,60 @@ def http_server():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgres: runs against the session's real PostgreSQL server")
+
+
+def _write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=None, frames=1, **elements):
+    """A DX DICOM file (patient P-042, view PA unless ``elements`` say otherwise); no pixel data when
+    ``pixels`` is None; ``frames`` copies of the pixels make a multi-frame file."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.PatientID = "P-042"
+    ds.ViewPosition = "PA"
+    if pixels is not None:
+        bits = 16 if pixels.dtype == np.uint16 else 8
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = photometric
+        ds.BitsAllocated = bits
+        ds.BitsStored = bits_stored or bits
+        ds.HighBit = ds.BitsStored - 1
+        ds.PixelRepresentation = 0
+        ds.PixelData = np.tile(pixels, (frames, 1)).tobytes()
+        if frames > 1:
+            ds.NumberOfFrames = frames
+    for key, value in elements.items():
+        setattr(ds, key, value)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def write_dicom():
+    """write_dicom(path, pixels, photometric=..., bits_stored=None, frames=1, **elements) -> path."""
+    return _write_dicom
+
+
+def _claim_png_size(png: bytes, width: int, height: int) -> bytes:
+    """The PNG with its IHDR claiming another size (CRC fixed); its pixel data stays the real one's."""
+    import zlib
+
+    ihdr = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + png[24:29]
+    return png[:12] + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + png[33:]
+
+
+@pytest.fixture
+def claim_png_size():
+    """claim_png_size(png_bytes, width, height): a PNG whose header lies about its size (a decompression bomb)."""
+    return _claim_png_size

@@ -35,12 +35,19 @@ def require_workspace(settings: Settings) -> str:
         raise WorkspaceError(
             f"no workspace at {settings.workspace_path}; run `annotator init` (or pass --workspace DIR)"
         )
-    migrate(settings.database_url)
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        migrate(settings.database_url)
+    except DatabaseError as exc:  # not a database (a corrupt or foreign file), or one that cannot be opened
+        raise WorkspaceError(f"cannot open the workspace database {settings.database_url}: "
+                             f"{' '.join(str(exc.orig or exc).split())}") from exc
     return settings.database_url
 
 
 def handle_errors(func: Callable) -> Callable:
-    """Render AnnotatorError as one red line and exit 1; anything else is a bug and keeps its traceback."""
+    """Render AnnotatorError (and an OSError: a folder that cannot be written, a full disk) as one red line
+    and exit 1; anything else is a bug and keeps its traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -49,6 +56,11 @@ def handle_errors(func: Callable) -> Callable:
         except AnnotatorError as exc:
             # escaped: a message may hold brackets ("pip install '.[server]'") that rich would read as markup
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from exc
+        except OSError as exc:  # a folder that cannot be written, a full disk: one line too
+            where = f"{exc.filename}: " if exc.filename else ""
+            err_console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(1) from exc
 
     return wrapper

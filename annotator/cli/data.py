@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from annotator.cli.common import console, err_console, handle_errors, require_workspace, settings_from
-from annotator.ingest.layouts import LAYOUTS
+from annotator.ingest.layouts import LAYOUTS, printable
 from annotator.progress import progress_bar
 
 app = typer.Typer(no_args_is_help=True)
@@ -26,10 +27,15 @@ def import_(
     deidentify: Annotated[bool, typer.Option(
         "--deidentify", help="store DICOM copies with the identifying header fields removed (PS3.15 basic "
                              "profile subset) and patient ids as keyed pseudonyms")] = False,
+    mask_threshold: Annotated[float | None, typer.Option(
+        "--mask-threshold", min=0,
+        help="read masks that are not binary: a value >= N is inside (else they are refused)")] = None,
 ) -> None:
     """Import a collection: images are copied into the store by content hash, masks recorded as `seed`.
 
-    Running it again adds nothing. Bad files are listed at the end (exit code 1); the rest imports.
+    Running it again adds nothing. Every bad item is listed at the end and the rest imports. Exit code:
+    0 every item is in the store, 3 partial (some items refused, the rest imported), 1 nothing imported
+    (the command failed, nothing was found, or every item was refused).
     """
     from annotator.cli.render import render_import_summary
     from annotator.ingest.importer import import_items, list_items
@@ -44,14 +50,21 @@ def import_(
     with session_scope(settings.database_url) as session, \
             progress_bar(f"importing {path.name}", total=len(items), unit="items") as bar:
         summary = import_items(session, settings, items, layout, on_item=lambda _n: bar.advance(),
-                               checkpoint=session.commit, deidentify=deidentify)
+                               checkpoint=session.commit, deidentify=deidentify, mask_threshold=mask_threshold)
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:
         render_import_summary(summary)
-    if not summary.ok:
-        err_console.print(f"[red]{len(summary.failures)} item(s) failed[/]; the rest was imported")
-        raise typer.Exit(1)
+    if summary.outcome == "partial":
+        err_console.print(f"[yellow]partial import:[/] {len(summary.failures)} item(s) failed; the rest was imported "
+                          f"({summary.good} in the store). Fix the items listed and run the same command again: it "
+                          "adds only what is new (exit code 3)", soft_wrap=True)
+    elif summary.outcome == "failed":
+        err_console.print("[red]nothing imported:[/] " + (
+            f"all {len(summary.failures)} item(s) failed (listed above)" if summary.failures else
+            f"no image found under {escape(printable(str(path)))} with --layout {layout}") + " (exit code 1)",
+                          soft_wrap=True)
+    raise typer.Exit(summary.exit_code)
 
 
 @app.command()
@@ -68,6 +81,6 @@ def validate(ctx: typer.Context) -> None:
     console.print(f"checked {report.images} images and {report.masks} masks: "
                   f"{'all good' if not report.problems else f'{len(report.problems)} problem(s)'}")
     for where, reason in report.problems:
-        console.print(f"[red]problem:[/] {where}: {reason}", highlight=False, soft_wrap=True)
+        console.print(f"[red]problem:[/] {escape(where)}: {escape(reason)}", highlight=False, soft_wrap=True)
     if report.problems:
         raise typer.Exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from annotator.cli.common import console
@@ -42,9 +43,9 @@ def render_import_summary(summary) -> None:
     console.print(table)
     if summary.by_class:
         console.print(_table("added by class", dict(summary.by_class), "class"))
-    for name, first in summary.duplicates:
-        console.print(f"[yellow]duplicate:[/] {name} has the same content as {first}", highlight=False)
+    for name, first in summary.duplicates:  # names are the collection's: never read as markup
+        console.print(f"[yellow]duplicate:[/] {escape(name)} has the same content as {escape(first)}", highlight=False)
     for message in summary.warnings:
-        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
     for name, reason in summary.failures:
-        console.print(f"[red]failed:[/] {name}: {reason}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed:[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)

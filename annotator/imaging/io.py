@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import warnings
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from annotator.errors import ImageReadError, MaskError
+from annotator.imaging.limits import DEFAULT_LIMITS, ImageLimits, declared_raster_size
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,26 @@ def is_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def _row_blocks(shape: tuple[int, ...], values: int = 1 << 20) -> list[slice]:
+    """Row slices of about ``values`` elements: conversions run block by block, so a large image never
+    needs a float64 copy of itself (8 bytes a pixel, times every temporary)."""
+    per_row = max(1, int(np.prod(shape[1:], dtype=np.int64)))
+    step = max(1, values // per_row)
+    return [slice(r, r + step) for r in range(0, shape[0], step)]
+
+
 def to_uint8(arr: np.ndarray) -> np.ndarray:
     """Scale any numeric array to 0..255 by its min-max (16-bit, float); uint8 passes through."""
     if arr.dtype == np.uint8:
         return arr
-    arr = arr.astype(np.float64)
     lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
+    if not hi > lo:  # constant (or NaN): nothing to stretch
         return np.zeros(arr.shape, np.uint8)
-    return np.clip((arr - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+    out = np.empty(arr.shape, np.uint8)
+    scale = 255.0 / (hi - lo)
+    for rows in _row_blocks(arr.shape):
+        out[rows] = np.clip((arr[rows].astype(np.float64) - lo) * scale + 0.5, 0, 255)
+    return out
 
 
 def to_gray(arr: np.ndarray) -> np.ndarray:
@@ -74,26 +86,41 @@ def to_gray(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         rgb = arr[:, :, :3]
         if arr.dtype != np.uint8:
-            return (rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).astype(arr.dtype)
+            out = np.empty(arr.shape[:2], arr.dtype)
+            for rows in _row_blocks(rgb.shape):
+                out[rows] = (rgb[rows].astype(np.float64) @ np.array([0.299, 0.587, 0.114])).astype(arr.dtype)
+            return out
         return cv2.cvtColor(np.ascontiguousarray(rgb[:, :, ::-1]), cv2.COLOR_BGR2GRAY)
     raise ValueError(f"unsupported pixel array shape {arr.shape}")
 
 
-def _load_raster(path: Path) -> LoadedImage:
+def _decode_raster(path: Path, limits: ImageLimits) -> tuple[np.ndarray, int]:
+    """The file's gray pixels as stored (uint8 or uint16, not stretched) and its bit depth. The size its
+    header declares is checked against the limits before anything is decoded."""
+    width, height, fmt = declared_raster_size(path)
+    limits.check(path, width, height)
     data = np.fromfile(str(path), dtype=np.uint8)
+    if fmt == "JPEG" and not _jpeg_complete(data):
+        raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
+    if fmt == "PNG" and not _png_complete(data):
+        raise ImageReadError(path, "truncated PNG (no IEND chunk)")
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    del data
     if arr is None:
         raise ImageReadError(path, "not a readable image (corrupt, truncated or another format)")
-    if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(data):
-        raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
-    if path.suffix.lower() == ".png" and not _png_complete(data):
-        raise ImageReadError(path, "truncated PNG (no IEND chunk)")
-    bit_depth = 16 if arr.dtype == np.uint16 else 8
+    if arr.shape[:2] != (height, width):
+        raise ImageReadError(path, f"decodes to {arr.shape[1]}x{arr.shape[0]} but declares {width}x{height}")
+    bit_depth = arr.dtype.itemsize * 8  # 8, 16, or 32 for a float TIFF (stretched by its range like 16-bit)
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = arr[:, :, ::-1]  # OpenCV gives BGR
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[:, :, [2, 1, 0, 3]]
-    return LoadedImage(to_uint8(to_gray(arr)), bit_depth)
+    return to_gray(arr), bit_depth
+
+
+def _load_raster(path: Path, limits: ImageLimits) -> LoadedImage:
+    gray, bit_depth = _decode_raster(path, limits)
+    return LoadedImage(to_uint8(gray), bit_depth)
 
 
 def _jpeg_complete(data: np.ndarray) -> bool:
@@ -105,40 +132,69 @@ def _png_complete(data: np.ndarray) -> bool:
     return b"IEND" in data[-32:].tobytes()
 
 
-def _load_dicom(path: Path) -> LoadedImage:
+def _load_dicom(path: Path, limits: ImageLimits) -> LoadedImage:
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    try:
-        ds = pydicom.dcmread(str(path))
+    try:  # large elements (the pixel data) stay on disk until the size they declare has been checked
+        ds = pydicom.dcmread(str(path), defer_size="1 MB")
     except Exception as exc:  # pydicom raises many types for bad files
         raise ImageReadError(path, f"not a readable DICOM file ({exc})") from exc
     if "PixelData" not in ds:
         raise ImageReadError(path, "DICOM file has no pixel data")
+    try:
+        rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError) as exc:
+        raise ImageReadError(path, f"DICOM size elements are not numbers ({exc})") from exc
+    limits.check(path, columns, rows, frames)
+    if frames > 1:
+        raise ImageReadError(path, f"multi-frame DICOM ({frames} frames); a chest X-ray is one frame: save the one "
+                                   "you mean as its own file")
     try:
         arr = ds.pixel_array
     except Exception as exc:
         raise ImageReadError(path, f"DICOM pixel data cannot be decoded ({exc})") from exc
     bits = int(getattr(ds, "BitsStored", 8) or 8)
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    if photometric.startswith("MONOCHROME"):
-        arr = apply_modality_lut(arr, ds)
-        voi_range = _voi_output_range(ds)
-        arr = np.asarray(apply_voi_lut(arr, ds), dtype=np.float64)
-        if voi_range is None and bits <= 8 and arr.min() >= 0 and arr.max() <= 255:
-            gray = np.rint(arr).astype(np.uint8)  # 8-bit data without a window is shown as stored
-        elif voi_range is None:  # deeper data without a window: stretch the stored range
-            gray = to_uint8(arr)
-        else:  # a window maps its range onto the display range exactly, whatever the image holds
-            lo, hi = voi_range
-            gray = np.clip((arr - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+    if photometric.startswith("MONOCHROME") and np.ndim(arr) == 2:
+        gray = _monochrome_to_uint8(np.asarray(arr), ds, bits)
         if photometric == "MONOCHROME1":
-            gray = 255 - gray
+            np.subtract(255, gray, out=gray)
     else:
         gray = to_uint8(to_gray(np.asarray(arr)))
+    if gray.ndim != 2:
+        raise ImageReadError(path, f"DICOM pixel data has shape {gray.shape}, not one gray image")
     view = str(getattr(ds, "ViewPosition", "") or "") or None
     patient = str(getattr(ds, "PatientID", "") or "") or None
     return LoadedImage(gray, bits, view=view, patient_id=patient)
+
+
+def _monochrome_to_uint8(stored: np.ndarray, ds, bits: int) -> np.ndarray:
+    """Modality LUT, then VOI LUT or window, then 8 bits; row block by row block, so the float64 values
+    never exist for the whole image (a 16 Mpx DICOM took 430 MB this way at once)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    def values(rows: slice) -> np.ndarray:
+        return np.asarray(apply_voi_lut(apply_modality_lut(stored[rows], ds), ds), dtype=np.float64)
+
+    blocks = _row_blocks(stored.shape)
+    voi_range = _voi_output_range(ds)
+    if voi_range is None:  # the stored range decides: a first pass finds it
+        lo, hi = math.inf, -math.inf
+        for rows in blocks:
+            block = values(rows)
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    else:  # a window maps its range onto the display range exactly, whatever the image holds
+        lo, hi = voi_range
+    out = np.empty(stored.shape, np.uint8)
+    as_stored = voi_range is None and bits <= 8 and lo >= 0 and hi <= 255  # 8-bit data without a window
+    if not as_stored and not hi > lo:
+        out[:] = 0
+        return out
+    for rows in blocks:
+        block = values(rows)
+        out[rows] = np.rint(block) if as_stored else np.clip((block - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255)
+    return out
 
 
 def _voi_output_range(ds) -> tuple[float, float] | None:
@@ -161,9 +217,7 @@ def _voi_output_range(ds) -> tuple[float, float] | None:
     return (lo, hi) if hi > lo else None
 
 
-def load_image(path: Path | str) -> LoadedImage:
-    """Decode a file to a LoadedImage or raise ImageReadError naming the file and the reason."""
-    path = Path(path)
+def _checked_path(path: Path) -> None:
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -172,41 +226,80 @@ def load_image(path: Path | str) -> LoadedImage:
         raise ImageReadError(path, "is a folder, not an image file")
     if size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
+
+
+def _is_dicom_path(path: Path) -> bool:
+    return path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path)
+
+
+def load_image(path: Path | str, limits: ImageLimits = DEFAULT_LIMITS) -> LoadedImage:
+    """Decode a file to a LoadedImage or raise ImageReadError naming the file and the reason.
+
+    The size the file declares is checked against ``limits`` before its pixels are decoded.
+    """
+    path = Path(path)
+    _checked_path(path)
     try:
-        if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path):
-            return _load_dicom(path)
+        if _is_dicom_path(path):
+            return _load_dicom(path, limits)
         if path.suffix.lower() not in RASTER_SUFFIXES:
             raise ImageReadError(path, f"unsupported file type {path.suffix!r}; use one of {sorted(IMAGE_SUFFIXES)}")
-        return _load_raster(path)
+        return _load_raster(path, limits)
     except OSError as exc:  # unreadable (permissions, I/O error): still one line naming the file
         raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from exc
+    except (ValueError, cv2.error, MemoryError) as exc:  # a decoder that gave up on this file
+        raise ImageReadError(path, f"cannot be decoded ({type(exc).__name__}: {str(exc).strip()[:200]})") from exc
 
 
-def read_image(path: Path | str) -> np.ndarray:
+def read_image(path: Path | str, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """The HxW uint8 grayscale pixels of any supported file."""
-    return load_image(path).pixels
+    return load_image(path, limits).pixels
 
 
-def binarize(mask: np.ndarray, path: Path | str | None = None) -> np.ndarray:
-    """Threshold at 128 to {0,255}; warns when the input was not already binary."""
-    if mask.dtype == np.uint8:  # a histogram is linear; np.unique sorts
-        values = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+def binarize(mask: np.ndarray, path: Path | str | None = None, threshold: float | None = None) -> np.ndarray:
+    """A {0,255} uint8 mask. Without ``threshold`` the input must already be binary: {0, full scale} or
+    {0, 1} (a MaskError names the file and its levels otherwise); with it, ``value >= threshold`` is inside."""
+    full = 65535 if mask.dtype == np.uint16 else 255
+    if threshold is not None:
+        return np.where(mask >= threshold, 255, 0).astype(np.uint8)
+    if mask.dtype in (np.uint8, np.uint16):  # a histogram is linear; np.unique sorts
+        values = np.flatnonzero(np.bincount(mask.ravel(), minlength=2))
     else:
         values = np.unique(mask)
-    if not np.isin(values, (0, 255)).all() and not np.isin(values, (0, 1)).all():
-        warnings.warn(f"{path or 'mask'}: not binary ({len(values)} levels); thresholded at 128", stacklevel=2)
-        log.debug("%s: mask not binary (%d levels); thresholded at 128", path or "mask", len(values))
-    elif values.max(initial=0) == 1:
+    if np.isin(values, (0, 1)).all():
         return (mask > 0).astype(np.uint8) * 255
-    return np.where(mask >= 128, 255, 0).astype(np.uint8)
+    if np.isin(values, (0, full)).all():
+        return np.where(mask > 0, 255, 0).astype(np.uint8)
+    shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
+    raise MaskError(f"{path or 'mask'}: not a binary mask ({len(values)} levels: {shown}); a mask holds 0 and "
+                    f"{full} (or 0 and 1). Say how to read it with --mask-threshold N (value >= N is inside)")
 
 
-def read_mask(path: Path | str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A {0,255} uint8 mask; with ``shape`` (h, w) a size mismatch is a MaskError naming the file."""
-    mask = binarize(read_image(path), path)
-    if shape is not None and mask.shape != tuple(shape):
-        raise MaskError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}")
-    return mask
+def read_mask(path: Path | str, shape: tuple[int, int] | None = None, threshold: float | None = None) -> np.ndarray:
+    """A {0,255} uint8 mask from a binary mask file (see ``binarize``); with ``shape`` (h, w) a size mismatch
+    is a MaskError naming the file, found from the header before decoding."""
+    path = Path(path)
+    _checked_path(path)
+    try:
+        if _is_dicom_path(path):
+            raw = load_image(path).pixels
+        else:
+            if shape is not None:
+                width, height, _ = declared_raster_size(path)
+                _check_mask_shape(path, (height, width), shape)
+            raw, _ = _decode_raster(path, DEFAULT_LIMITS)
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from exc
+    except (ValueError, cv2.error, MemoryError) as exc:
+        raise ImageReadError(path, f"cannot be decoded ({type(exc).__name__}: {str(exc).strip()[:200]})") from exc
+    if shape is not None:
+        _check_mask_shape(path, raw.shape, shape)
+    return binarize(raw, path, threshold)
+
+
+def _check_mask_shape(path: Path, found: tuple[int, ...], shape: tuple[int, int]) -> None:
+    if tuple(found) != tuple(shape):
+        raise MaskError(f"{path}: mask is {found[1]}x{found[0]} but its image is {shape[1]}x{shape[0]}")
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:

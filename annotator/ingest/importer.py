@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,10 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
-from annotator.errors import AnnotatorError
+from annotator.errors import AnnotatorError, MaskError
 from annotator.imaging.io import encode_mask_png, file_sha256, load_image, read_mask, write_png
 from annotator.imaging.quality import measure_quality
-from annotator.ingest.layouts import ImportItem, ItemProblem, get_layout
+from annotator.imaging.limits import ImageLimits
+from annotator.ingest.layouts import ImportItem, ItemProblem, get_layout, one_line, printable
 from db.models import Image, ImageSource, Mask
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,31 @@ class ImportSummary:
     def ok(self) -> bool:
         return not self.failures
 
+    @property
+    def good(self) -> int:
+        """Items now in the store: added, or known from an earlier run."""
+        return self.images_added + self.images_known
+
+    @property
+    def outcome(self) -> str:
+        """``complete`` (every item is in the store), ``partial`` (some refused, the rest imported) or
+        ``failed`` (nothing found, or every item refused)."""
+        if self.failures and self.good:
+            return "partial"
+        return "complete" if self.good else "failed"
+
+    @property
+    def exit_code(self) -> int:
+        """What `data import` exits with: 0 complete, 3 partial, 1 failed (2 stays Click's usage error)."""
+        return {"complete": 0, "partial": 3, "failed": 1}[self.outcome]
+
     def as_dict(self) -> dict:
         return {
             "layout": self.layout, "seen": self.seen, "images_added": self.images_added,
             "images_known": self.images_known, "masks_added": dict(self.masks_added),
             "duplicates": [list(d) for d in self.duplicates], "warnings": self.warnings,
             "failures": [list(f) for f in self.failures], "by_class": dict(self.by_class),
+            "outcome": self.outcome,
         }
 
 
@@ -80,17 +99,18 @@ def _store_mask(settings: Settings, kind: str, image_sha: str, mask: np.ndarray)
     return str(rel), digest
 
 
-def _read_item_mask(item: ImportItem, kind: str, shape: tuple[int, int], notes: list[str]) -> np.ndarray | None:
+def _read_item_mask(item: ImportItem, kind: str, shape: tuple[int, int],
+                    threshold: float | None) -> np.ndarray | None:
     paths = {"lung": [item.lung_mask_path, *item.lung_mask_parts], "infection": [item.infection_mask_path]}[kind]
     paths = [p for p in paths if p is not None]
     if not paths:
         return None
     union = np.zeros(shape, np.uint8)
     for path in paths:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            union |= read_mask(path, shape)
-        notes.extend(str(w.message) for w in caught)
+        union |= read_mask(path, shape, threshold=threshold)  # a MaskError names the file
+    if kind == "lung" and not union.any():  # an empty infection mask is a finding; an empty lung mask is not
+        raise MaskError(f"{paths[0]}: the lung mask is empty (no pixel inside); a seed mask must show the lungs"
+                        + (f" (read with --mask-threshold {threshold:g})" if threshold is not None else ""))
     return union
 
 
@@ -136,11 +156,11 @@ def _store_original(settings: Settings, src: Path, rel: Path, deidentify: bool) 
 
 
 def _import_one(session: Session, settings: Settings, item: ImportItem, layout: str, summary: ImportSummary,
-                deidentify: bool = False) -> None:
-    loaded = load_image(item.image_path)  # raises ImageReadError naming the file
+                mask_threshold: float | None = None, deidentify: bool = False) -> None:
+    limits = ImageLimits(max_pixels=settings.max_image_pixels, min_side_px=settings.min_image_side_px)
+    loaded = load_image(item.image_path, limits)  # raises ImageReadError naming the file
     shape = loaded.pixels.shape
-    notes: list[str] = []
-    masks = {kind: _read_item_mask(item, kind, shape, notes) for kind in ("lung", "infection")}  # may raise
+    masks = {kind: _read_item_mask(item, kind, shape, mask_threshold) for kind in ("lung", "infection")}
     sha = file_sha256(item.image_path)
 
     image = session.scalar(select(Image).where(Image.sha256 == sha))
@@ -179,7 +199,6 @@ def _import_one(session: Session, settings: Settings, item: ImportItem, layout: 
         session.flush()
         summary.images_added += 1
         summary.by_class[item.cls or "unlabelled"] += 1
-        summary.warnings.extend(f"{item.name}: {n}" for n in notes)
         return
 
     summary.images_known += 1
@@ -191,7 +210,6 @@ def _import_one(session: Session, settings: Settings, item: ImportItem, layout: 
         if mask is not None and add_mask(session, settings, image, kind, mask, origin="seed",
                                          author=f"import:{layout}"):
             summary.masks_added[kind] += 1
-    summary.warnings.extend(f"{item.name}: {n}" for n in notes)
 
 
 def _restore_files(settings: Settings, image: Image, item: ImportItem, pixels: np.ndarray) -> None:
@@ -211,9 +229,15 @@ def _same_source(image: Image, item: ImportItem) -> bool:
 
 def import_items(session: Session, settings: Settings, items: Iterable[ImportItem | ItemProblem], layout: str,
                  on_item: Callable[[str], None] | None = None, checkpoint: Callable[[], None] | None = None,
-                 checkpoint_every: int = 200, deidentify: bool = False) -> ImportSummary:
+                 checkpoint_every: int = 200, mask_threshold: float | None = None,
+                 deidentify: bool = False) -> ImportSummary:
     """Import items one savepoint each; ``checkpoint`` (the boundary's commit) runs every N items.
-    ``deidentify``: stored DICOM copies lose their identifying header fields, patient ids become pseudonyms."""
+
+    Whatever goes wrong with one item (its file, its decoding, its masks, the store write) is one line in
+    ``summary.failures`` and the savepoint rolls back; the rest imports. ``mask_threshold`` says how to read
+    masks that are not binary (value >= threshold is inside); without it they are refused. ``deidentify``:
+    stored DICOM copies lose their identifying header fields, patient ids become pseudonyms.
+    """
     if deidentify:
         from annotator.imaging.deidentification import pseudonym
 
@@ -222,14 +246,14 @@ def import_items(session: Session, settings: Settings, items: Iterable[ImportIte
     for entry in items:
         summary.seen += 1
         if isinstance(entry, ItemProblem):
-            summary.failures.append((entry.name, entry.reason))
+            summary.failures.append((printable(entry.name), entry.reason))
         else:
             try:
                 with session.begin_nested():
-                    _import_one(session, settings, entry, layout, summary, deidentify)
-            except AnnotatorError as exc:
-                summary.failures.append((entry.name, str(exc)))
-                log.info("import of %s failed: %s", entry.name, exc)  # the summary reports it to the user
+                    _import_one(session, settings, entry, layout, summary, mask_threshold, deidentify)
+            except (AnnotatorError, OSError, ValueError, MemoryError) as exc:
+                summary.failures.append((printable(entry.name), one_line(exc)))
+                log.info("import of %s failed: %s", printable(entry.name), one_line(exc))
         if on_item:
             on_item(entry.name)
         if checkpoint and summary.seen % checkpoint_every == 0:
@@ -242,8 +266,12 @@ def list_items(path: Path, layout: str, cls: str | None = None) -> list[ImportIt
     reader = get_layout(layout)
     root = Path(path)
     if not root.is_dir():
-        raise AnnotatorError(f"{root}: not a folder")
-    return list(reader(root, cls=cls))
+        missing = "" if root.exists() else " (it does not exist)"
+        raise AnnotatorError(f"{printable(str(root))}: not a folder{missing}")
+    try:
+        return list(reader(root, cls=cls))
+    except OSError as exc:  # the folder itself cannot be listed
+        raise AnnotatorError(f"{printable(str(exc.filename or root))}: cannot list ({exc.strerror or exc})") from exc
 
 
 def import_collection(session: Session, settings: Settings, path: Path, layout: str, cls: str | None = None,

@@ -1,126 +1,26 @@
 """Layouts: each turns a folder into ImportItems (an image, its labels and its masks) or ItemProblems.
 
-A registry filled in one place; an unknown name is an error listing the valid ones.
+A registry filled in one place; an unknown name is an error listing the valid ones. Every file a layout
+finds passes ``check_file`` (text name, inside the root, a regular file) before it becomes an item.
 """
 
 from __future__ import annotations
 
-import csv
+import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotator.errors import AnnotatorError, UnknownNameError
 from annotator.imaging.io import IMAGE_SUFFIXES
-
-
-@dataclass(frozen=True)
-class ImportItem:
-    image_path: Path
-    name: str  # the name it is known by in its collection (relative path)
-    cls: str | None = None
-    dataset: str | None = None
-    patient_id: str | None = None
-    view: str | None = None
-    lung_mask_path: Path | None = None
-    infection_mask_path: Path | None = None
-    lung_mask_parts: tuple[Path, ...] = ()  # a lung mask kept as parts (Montgomery's left/right): their union
-    attributes: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ItemProblem:
-    """Something a layout found wrong before any file was read (a missing file, an escaping link)."""
-
-    name: str
-    reason: str
+from annotator.ingest.items import (  # noqa: F401 - the items are part of this module's interface
+    CLASS_ALIASES, ImportItem, ItemProblem, check_file, known_class, link_escapes, normalise_class, one_line,
+    printable,
+)
+from annotator.ingest.manifest import read_manifest
 
 
 LayoutReader = Callable[..., Iterator["ImportItem | ItemProblem"]]
-
-# Class names as collections spell them -> ours.
-CLASS_ALIASES = {
-    "covid": "covid", "covid-19": "covid", "covid19": "covid", "covid_19": "covid",
-    "non-covid": "non_covid_pneumonia", "non_covid": "non_covid_pneumonia", "noncovid": "non_covid_pneumonia",
-    "pneumonia": "non_covid_pneumonia", "non_covid_pneumonia": "non_covid_pneumonia",
-    "viral pneumonia": "non_covid_pneumonia", "bacterial pneumonia": "non_covid_pneumonia",
-    "normal": "normal", "healthy": "normal", "sars": "sars", "mers": "mers",
-    "tuberculosis": "tuberculosis", "tb": "tuberculosis",
-}
-
-
-def normalise_class(name: str) -> str:
-    key = name.strip().lower().replace("_", "-")
-    if key in CLASS_ALIASES:
-        return CLASS_ALIASES[key]
-    if key.replace("-", "_") in CLASS_ALIASES:
-        return CLASS_ALIASES[key.replace("-", "_")]
-    return re.sub(r"[^a-z0-9]+", "_", key).strip("_")
-
-
-def _inside(root: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def _check_file(root: Path, path: Path, name: str) -> ItemProblem | None:
-    """A problem when the file is missing or lies outside the root (a link, a linked folder or '..')."""
-    if not _inside(root, path):
-        what = "symbolic link" if path.is_symlink() else "path"
-        return ItemProblem(name, f"{what} escapes the import root (it resolves to {path.resolve()}); refused")
-    if not path.is_file():
-        return ItemProblem(name, f"file not found: {path}")
-    return None
-
-
-MANIFEST_REQUIRED = ("file", "class")
-
-
-def read_manifest(root: Path, **_) -> Iterator[ImportItem | ItemProblem]:
-    """The sample set's manifest.csv: one row per image; paths relative to the root."""
-    manifest = root / "manifest.csv"
-    if not manifest.is_file():
-        raise AnnotatorError(f"{root}: no manifest.csv; is this the right --layout?")
-    with manifest.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in MANIFEST_REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise AnnotatorError(f"{manifest}: missing column(s) {', '.join(missing)}; it needs at least "
-                                 f"{', '.join(MANIFEST_REQUIRED)} (see the sample set's README)")
-        for row in reader:
-            name = row["file"]
-            image_path = root / name
-            problem = _check_file(root, image_path, name)
-            if problem:
-                yield problem
-                continue
-            masks: dict[str, Path | None] = {"lung": None, "infection": None}
-            for kind, column in (("lung", "lung_mask_file"), ("infection", "infection_mask_file")):
-                if row.get(column):
-                    masks[kind] = root / row[column]
-                    problem = _check_file(root, masks[kind], row[column])
-                    if problem:
-                        break
-            if problem:
-                yield ItemProblem(name, problem.reason)
-                continue
-            attributes = {
-                k: row[k]
-                for k in ("source", "licence", "finding", "lung_mask_origin", "split_hint", "note")
-                if row.get(k)
-            }
-            for k in ("severity_geographic_mean", "severity_opacity_mean"):
-                if row.get(k):
-                    attributes[k] = float(row[k])
-            yield ImportItem(
-                image_path=image_path, name=name, cls=normalise_class(row["class"]), dataset=row.get("dataset") or None,
-                patient_id=row.get("patientid") or None, view=row.get("view") or None,
-                lung_mask_path=masks["lung"], infection_mask_path=masks["infection"], attributes=attributes,
-            )
 
 
 QUEX_CLASSES = {"COVID-19": "covid", "Non-COVID": "non_covid_pneumonia", "Normal": "normal"}
@@ -147,18 +47,32 @@ def read_covid_qu_ex(root: Path, **_) -> Iterator[ImportItem | ItemProblem]:
                     if image_path.suffix.lower() not in IMAGE_SUFFIXES:
                         continue
                     name = str(image_path.relative_to(root))
-                    problem = _check_file(root, image_path, name)
+                    problem = check_file(root, image_path, name)
                     if problem:
                         yield problem
                         continue
                     lung = class_dir / "lung masks" / image_path.name
                     infection = class_dir / "infection masks" / image_path.name
+                    problem = _mask_problem(root, name, [lung, infection])
+                    if problem:
+                        yield problem
+                        continue
                     yield ImportItem(
                         image_path=image_path, name=name, cls=cls, dataset="COVID-QU-Ex",
                         lung_mask_path=lung if lung.exists() else None,
                         infection_mask_path=infection if infection.exists() else None,
                         attributes={"source_split": split_dir.name.lower(), "source_tree": tree},
                     )
+
+
+def _mask_problem(root: Path, name: str, masks: list[Path]) -> ItemProblem | None:
+    """The image's problem when one of its mask files is there but refused (a link out of the root, ...)."""
+    for mask in masks:
+        if mask.exists() or mask.is_symlink():
+            problem = check_file(root, mask, str(mask.relative_to(root)))
+            if problem:
+                return ItemProblem(printable(name), f"mask {problem.name}: {problem.reason}")
+    return None
 
 
 _MS_NAME = re.compile(r"^(?P<site>MCUCXR|CHNCXR)_(?P<patient>\d+)_(?P<label>[01])", re.IGNORECASE)
@@ -186,7 +100,7 @@ def read_montgomery_shenzhen(root: Path, **_) -> Iterator[ImportItem | ItemProbl
         if image_path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         name = str(image_path.relative_to(root))
-        problem = _check_file(root, image_path, name)
+        problem = check_file(root, image_path, name)
         if problem:
             yield problem
             continue
@@ -197,6 +111,10 @@ def read_montgomery_shenzhen(root: Path, **_) -> Iterator[ImportItem | ItemProbl
             cls = "tuberculosis" if match["label"] == "1" else "normal"
             patient = f"{match['site'].upper()}_{match['patient']}"
         masks = _find_mask(masks_dir, image_path.stem) if masks_dir else []
+        problem = _mask_problem(root, name, masks)
+        if problem:
+            yield problem
+            continue
         if len(masks) == 1 and masks[0].parent.name in ("leftMask", "rightMask"):
             other = "rightMask" if masks[0].parent.name == "leftMask" else "leftMask"
             yield ItemProblem(name, f"lung mask incomplete: {masks[0]} has no {other} partner "
@@ -210,31 +128,76 @@ def read_montgomery_shenzhen(root: Path, **_) -> Iterator[ImportItem | ItemProbl
 
 def read_folder(root: Path, cls: str | None = None, **_) -> Iterator[ImportItem | ItemProblem]:
     """Any folder of PNG, JPEG, BMP, TIFF or DICOM files; the class is ``--class`` or the first sub-folder."""
-    for path in sorted(root.rglob("*")):  # rglob does not descend into linked folders
-        if path.is_dir():
-            if path.is_symlink() and not _inside(root, path):
-                yield ItemProblem(str(path.relative_to(root)),
-                                  f"symbolic link to a folder escapes the import root ({path.resolve()}); refused")
-            continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES and path.suffix != "":
-            continue
+    chosen = known_class(cls) if cls else None  # a wrong --class stops the command before anything is read
+    paths, unlisted = _walk(root)
+    yield from unlisted
+    for path in paths:
         if path.name.startswith("."):  # .DS_Store, macOS '._name.png' resource forks: not images
             continue
-        if path.suffix == "" and not path.is_file():
-            continue
         name = str(path.relative_to(root))
-        if path.is_symlink() and not _inside(root, path):
-            yield ItemProblem(name, f"symbolic link escapes the import root ({path.resolve()}); refused")
-            continue
-        if path.suffix == "":  # DICOM files often have no suffix: only take those that say DICM
-            from annotator.imaging.io import is_dicom
-
-            if not is_dicom(path):
+        suffix = path.suffix.lower()
+        if path.is_symlink():
+            problem = _link_problem(root, path, name)
+            if problem or path.is_dir():
+                if problem:
+                    yield problem
                 continue
+        if path.is_dir():
+            if suffix in IMAGE_SUFFIXES:
+                yield ItemProblem(printable(name),
+                                  "is a folder, not an image file (the files in it are read as usual)")
+            continue
+        if suffix not in IMAGE_SUFFIXES and suffix != "":
+            continue
+        if suffix == "" and not _says_dicom(path):  # DICOM files often have no suffix: take those that say DICM
+            continue
+        problem = check_file(root, path, name)
+        if problem:
+            yield problem
+            continue
         parts = Path(name).parts
         folder_class = normalise_class(parts[0]) if len(parts) > 1 else None
-        yield ImportItem(image_path=path, name=name, cls=normalise_class(cls) if cls else folder_class,
-                         dataset=root.name)
+        yield ImportItem(image_path=path, name=name, cls=chosen or folder_class, dataset=root.name)
+
+
+def _walk(root: Path) -> tuple[list[Path], list[ItemProblem]]:
+    """Every path under root, sorted, without following linked folders; iterative, so no nesting depth
+    stops it. A sub-folder that cannot be listed is a problem; the root itself, an OSError."""
+    found: list[Path] = []
+    problems: list[ItemProblem] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            if folder != root and not folder.stat().st_mode & 0o444:  # root could list it; nobody is meant to
+                raise PermissionError(13, "no read permission for anyone")
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    found.append(Path(entry.path))
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+        except OSError as exc:
+            if folder == root:
+                raise
+            problems.append(ItemProblem(printable(str(folder.relative_to(root))),
+                                        f"folder cannot be listed ({exc.strerror or exc}); its files are skipped"))
+    return sorted(found), problems
+
+
+def _link_problem(root: Path, path: Path, name: str) -> ItemProblem | None:
+    """A link that loops, dangles, or leads a folder out of the root is a problem whatever its name."""
+    if path.is_dir():
+        why = link_escapes(root, path)
+        return ItemProblem(printable(name), why) if why else None
+    if path.exists():
+        return None  # a link to a file: check_file judges it like any file
+    return check_file(root, path, name)
+
+
+def _says_dicom(path: Path) -> bool:
+    from annotator.imaging.io import is_dicom
+
+    return path.is_file() and is_dicom(path)
 
 
 LAYOUTS: dict[str, LayoutReader] = {

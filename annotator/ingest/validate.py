@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.errors import AnnotatorError
 from annotator.imaging.io import file_sha256, read_image, read_mask
+from annotator.ingest.items import one_line, printable
 from db.models import Image, Mask
 
 
@@ -26,10 +27,11 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
     root = settings.workspace_path
     for image in session.scalars(select(Image).order_by(Image.id)):
         report.images += 1
-        where = f"image {image.id} ({image.file_name})"
-        original = root / image.attributes.get("original_store_path", image.store_path)
+        where = f"image {image.id} ({printable(image.file_name or '')})"
+        original = root / (image.attributes or {}).get("original_store_path", image.store_path)
         if not original.is_file():
-            report.problems.append((where, f"{original}: file missing (re-import its collection to restore it)"))
+            what = "file missing" if not original.is_symlink() and not original.exists() else "not a regular file"
+            report.problems.append((where, f"{original}: {what} (re-import its collection to restore it)"))
             if on_item:
                 on_item()
             continue
@@ -40,8 +42,8 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
             pixels = read_image(root / image.store_path)
             if pixels.shape != (image.height, image.width):
                 report.problems.append((where, f"stored size {image.width}x{image.height}, file {pixels.shape[::-1]}"))
-        except (OSError, AnnotatorError) as exc:
-            report.problems.append((where, str(exc)))
+        except (OSError, AnnotatorError, ValueError, MemoryError) as exc:
+            report.problems.append((where, one_line(exc)))
         if on_item:
             on_item()
     for mask in session.scalars(select(Mask).order_by(Mask.id)):
@@ -49,7 +51,8 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
         where = f"mask {mask.id} ({mask.kind} v{mask.version} of image {mask.image_id})"
         path = root / mask.store_path
         if not path.is_file():
-            report.problems.append((where, f"{path}: file missing"))
+            what = "file missing" if not path.is_symlink() and not path.exists() else "not a regular file"
+            report.problems.append((where, f"{path}: {what}"))
             if on_item:
                 on_item()
             continue
@@ -57,8 +60,9 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
             if file_sha256(path) != mask.file_hash:
                 report.problems.append((where, f"{path} does not match its hash"))
             read_mask(path, (mask.image.height, mask.image.width))
-        except (OSError, AnnotatorError) as exc:
-            report.problems.append((where, str(exc)))
+        except (OSError, AnnotatorError, ValueError, MemoryError) as exc:
+            report.problems.append((where, one_line(exc)))
         if on_item:
             on_item()
     return report
+

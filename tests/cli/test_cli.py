@@ -133,7 +133,7 @@ def test_validate_passes_then_catches_tampering(imported, tmp_path):
     assert problems[1].startswith(f"problem: mask {mask_id} (lung v1") and mask_path.split("/")[-1] in problems[1]
 
 
-def test_import_of_bad_files_lists_them_and_exits_1(tmp_path, sample_data):
+def test_import_of_bad_files_lists_them_and_exits_3_for_a_partial_import(tmp_path, sample_data):
     root = tmp_path / "col"
     (root / "covid").mkdir(parents=True)
     good = sorted((sample_data / "images" / "covid").glob("*.jpg"))[:2]
@@ -143,16 +143,17 @@ def test_import_of_bad_files_lists_them_and_exits_1(tmp_path, sample_data):
     (root / "covid" / "notes.png").write_text("not an image")
     ws = tmp_path / "ws"
     result = invoke("-w", ws, "data", "import", root, "--layout", "folder")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     failed = sorted(line for line in result.stdout.splitlines() if line.startswith("failed:"))
     assert len(failed) == 2
     assert failed[0].startswith("failed: covid/notes.png: ") and "not a readable image" in failed[0]
     assert failed[1].startswith("failed: covid/zero.jpg: ") and "empty file" in failed[1]
-    assert "2 item(s) failed; the rest was imported" in result.stderr
+    assert "partial import: 2 item(s) failed; the rest was imported (2 in the store)" in result.stderr
+    assert "(exit code 3)" in result.stderr
     assert _counts(ws) == (2, 0, 0)
     as_json = invoke("-w", ws, "data", "import", root, "--layout", "folder", "--json")
     summary = json.loads(as_json.stdout)
-    assert as_json.exit_code == 1
+    assert as_json.exit_code == 3 and summary["outcome"] == "partial"
     assert (summary["images_added"], summary["images_known"], len(summary["failures"])) == (0, 2, 2)
     assert summary["by_class"] == {}
 

@@ -90,86 +90,55 @@ def test_16bit_rgb_png(tmp_path):
 # -- DICOM ----------------------------------------------------------------------------------------------
 
 
-def _dicom(path, pixels: np.ndarray | None, photometric="MONOCHROME2", bits_stored=None, **elements):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.PatientID = "P-042"
-    ds.ViewPosition = "PA"
-    if pixels is not None:
-        bits = 16 if pixels.dtype == np.uint16 else 8
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = photometric
-        ds.BitsAllocated = bits
-        ds.BitsStored = bits_stored or bits
-        ds.HighBit = ds.BitsStored - 1
-        ds.PixelRepresentation = 0
-        ds.PixelData = pixels.tobytes()
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
-
-
-def test_dicom_monochrome1_is_inverted(tmp_path):
+def test_dicom_monochrome1_is_inverted(tmp_path, write_dicom):
     stored = np.array([[0, 100], [200, 255]], np.uint8)
-    loaded = load_image(_dicom(tmp_path / "m1.dcm", stored, "MONOCHROME1"))
+    loaded = load_image(write_dicom(tmp_path / "m1.dcm", stored, "MONOCHROME1"))
     np.testing.assert_array_equal(loaded.pixels, 255 - stored)
     assert (loaded.bit_depth, loaded.view, loaded.patient_id) == (8, "PA", "P-042")
 
 
-def test_dicom_16bit_without_window_is_stretched(tmp_path):
+def test_dicom_16bit_without_window_is_stretched(tmp_path, write_dicom):
     stored = np.array([[0, 1000], [2000, 4000]], np.uint16)
-    loaded = load_image(_dicom(tmp_path / "m2.dcm", stored, bits_stored=12))
+    loaded = load_image(write_dicom(tmp_path / "m2.dcm", stored, bits_stored=12))
     np.testing.assert_array_equal(loaded.pixels, [[0, 64], [128, 255]])
     assert loaded.bit_depth == 12
 
 
-def test_dicom_window_maps_its_range_not_the_image_range(tmp_path):
+def test_dicom_window_maps_its_range_not_the_image_range(tmp_path, write_dicom):
     # window centre 2048, width 1024, 12 bits stored (DICOM PS3.3 C.11.2.1.2.1, LINEAR):
     # y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255, clipped:
     #   1000 -> below the window -> 0; 2048 -> 128.12 -> 128; 2300 -> 190.44 -> 190; 2400 -> 215.37 -> 215
     stored = np.array([[1000, 2048], [2300, 2400]], np.uint16)
-    path = _dicom(tmp_path / "w.dcm", stored, bits_stored=12, WindowCenter=2048, WindowWidth=1024)
+    path = write_dicom(tmp_path / "w.dcm", stored, bits_stored=12, WindowCenter=2048, WindowWidth=1024)
     np.testing.assert_array_equal(read_image(path), [[0, 128], [190, 215]])
     # without the darkest pixel the window still decides: no stretching to the image's own min-max
-    path = _dicom(tmp_path / "w2.dcm", stored[1:], bits_stored=12, WindowCenter=2048, WindowWidth=1024)
+    path = write_dicom(tmp_path / "w2.dcm", stored[1:], bits_stored=12, WindowCenter=2048, WindowWidth=1024)
     np.testing.assert_array_equal(read_image(path), [[190, 215]])
 
 
-def test_dicom_rescale_then_window(tmp_path):
+def test_dicom_rescale_then_window(tmp_path, write_dicom):
     # stored 0, 1024, 2047, 4095 with intercept -1024 are -1024, 0, 1023, 3071; window c 0, w 2048 maps
     # (-1024, 1023.5] onto the display: -1024 -> 0, 0 -> ((0.5 / 2047) + 0.5) * 255 = 127.56 -> 128,
     # 1023 -> 254.99 -> 255, 3071 -> above -> 255
     stored = np.array([[0, 1024, 2047, 4095]], np.uint16)
-    path = _dicom(tmp_path / "hu.dcm", stored, bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024,
+    path = write_dicom(tmp_path / "hu.dcm", stored, bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024,
                   WindowCenter=0, WindowWidth=2048)
     np.testing.assert_array_equal(read_image(path), [[0, 128, 255, 255]])
 
 
-def test_dicom_monochrome1_with_window(tmp_path):
+def test_dicom_monochrome1_with_window(tmp_path, write_dicom):
     stored = np.array([[1000, 2048, 3000]], np.uint16)
-    path = _dicom(tmp_path / "w1.dcm", stored, "MONOCHROME1", bits_stored=12, WindowCenter=2048, WindowWidth=1024)
+    path = write_dicom(tmp_path / "w1.dcm", stored, "MONOCHROME1", bits_stored=12, WindowCenter=2048, WindowWidth=1024)
     np.testing.assert_array_equal(read_image(path), [[255, 127, 0]])
 
 
-def test_dicom_without_suffix_is_recognised(tmp_path):
+def test_dicom_without_suffix_is_recognised(tmp_path, write_dicom):
     stored = np.array([[10, 20]], np.uint8)
-    np.testing.assert_array_equal(read_image(_dicom(tmp_path / "IM0001", stored)), stored)
+    np.testing.assert_array_equal(read_image(write_dicom(tmp_path / "IM0001", stored)), stored)
 
 
-def test_dicom_without_pixel_data_names_the_file(tmp_path):
-    path = _dicom(tmp_path / "empty.dcm", None)
+def test_dicom_without_pixel_data_names_the_file(tmp_path, write_dicom):
+    path = write_dicom(tmp_path / "empty.dcm", None)
     with pytest.raises(ImageReadError, match="no pixel data") as err:
         read_image(path)
     assert str(path) in str(err.value)
@@ -237,11 +206,35 @@ def test_zero_one_mask_becomes_0_255_without_warning(tmp_path):
         np.testing.assert_array_equal(read_mask(tmp_path / "01.png"), mask * 255)
 
 
-def test_non_binary_mask_is_thresholded_at_128_with_a_warning(tmp_path):
-    _write(tmp_path / "soft.png", np.array([[0, 127, 128, 250]], np.uint8))
-    with pytest.warns(UserWarning, match="not binary"):
-        mask = read_mask(tmp_path / "soft.png")
-    np.testing.assert_array_equal(mask, [[0, 0, 255, 255]])
+def test_non_binary_mask_is_refused_unless_a_threshold_says_how_to_read_it(tmp_path):
+    path = _write(tmp_path / "soft.png", np.array([[0, 100, 107, 100]], np.uint8))
+    with pytest.raises(MaskError, match=r"soft\.png: not a binary mask \(3 levels: 0, 100, 107\).*--mask-threshold"):
+        read_mask(path)
+    np.testing.assert_array_equal(read_mask(path, threshold=104), [[0, 0, 255, 0]])
+    np.testing.assert_array_equal(read_mask(path, threshold=100), [[0, 255, 255, 255]])
+
+
+def test_single_level_mask_that_is_not_0_or_full_scale_is_refused(tmp_path):
+    path = _write(tmp_path / "grey.png", np.full((3, 3), 100, np.uint8))
+    with pytest.raises(MaskError, match=r"1 levels: 100"):
+        read_mask(path)
+
+
+def test_16bit_mask_full_scale_and_raw_threshold(tmp_path):
+    path = _write(tmp_path / "m16.png", np.array([[0, 65535], [65535, 0]], np.uint16))
+    np.testing.assert_array_equal(read_mask(path), [[0, 255], [255, 0]])
+    levels = _write(tmp_path / "l16.png", np.array([[0, 100, 107, 0]], np.uint16))  # not stretched to 0..255
+    with pytest.raises(MaskError, match=r"0, 100, 107"):
+        read_mask(levels)
+    np.testing.assert_array_equal(read_mask(levels, threshold=104), [[0, 0, 255, 0]])
+
+
+def test_mask_of_other_size_is_refused_from_its_header(tmp_path, claim_png_size):
+    path = tmp_path / "big.png"
+    _write(path, np.zeros((4, 6), np.uint8))
+    path.write_bytes(claim_png_size(path.read_bytes(), 40000, 40000))
+    with pytest.raises(MaskError, match=r"mask is 40000x40000 but its image is 6x4"):
+        read_mask(path, (4, 6))
 
 
 def test_mask_of_other_size_is_a_mask_error_naming_the_file(tmp_path):

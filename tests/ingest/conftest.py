@@ -48,3 +48,18 @@ def rows_where(manifest_rows):
 def manifest_collection(sample_data):
     """manifest_collection(root, rows, copy=True): write a manifest-layout collection."""
     return lambda root, rows, copy=True: write_manifest_collection(root, sample_data, rows, copy)
+
+
+def run_cli(*args):
+    """The CLI in-process: a Typer CliRunner result (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from annotator.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def cli():
+    """cli(*args): run `annotator ARGS` in-process."""
+    return run_cli

@@ -64,6 +64,7 @@ def bad_collection(tmp_path, sample_data, rows_where, manifest_collection):
         missing["file"]: "file not found",
         b["file"]: "file not found: .*nowhere.png",
         c["file"]: "mask is .* but its image is",
+        d["file"]: r"not a binary mask \(\d+ levels: 0, .*--mask-threshold",
     }
     return {"root": root, "a": a, "quex": quex, "c": c, "d": d, "dup": dup, "soft": soft,
             "failures": expected_failures}
@@ -81,30 +82,25 @@ def test_each_bad_input_fails_alone_and_the_rest_imports(workspace, bad_collecti
         assert re.search(pattern, failures[name]), (name, failures[name])
         assert "\n" not in failures[name]
     assert not summary.ok
-    assert (summary.seen, summary.images_added, summary.images_known) == (12, 3, 1)
-    assert dict(summary.masks_added) == {"lung": 3, "infection": 1}
+    assert (summary.seen, summary.images_added, summary.images_known) == (12, 2, 1)
+    assert (summary.outcome, summary.exit_code) == ("partial", 3)
+    assert dict(summary.masks_added) == {"lung": 2, "infection": 1}
     assert summary.duplicates == [(col["dup"]["file"], col["a"]["file"])]
-    assert len(summary.warnings) == 1 and "not binary" in summary.warnings[0]
-    assert summary.warnings[0].startswith(col["d"]["file"])
+    assert summary.warnings == []
 
     with session_scope(workspace.database_url) as session:
         names = set(session.scalars(select(Image.file_name)))
-        assert names == {col["a"]["file"], col["quex"]["file"], col["d"]["file"]}
+        assert names == {col["a"]["file"], col["quex"]["file"]}
         # the duplicate: one image, both names noted
         image_a = session.scalar(select(Image).where(Image.file_name == col["a"]["file"]))
         sources = sorted(session.scalars(select(ImageSource.original_path).where(ImageSource.image_id == image_a.id)))
         assert sources == sorted(str((col["root"] / col[k]["file"]).resolve()) for k in ("a", "dup"))
         # nothing of the failed items: no rows, no files
-        assert session.scalar(select(func.count(Mask.id)).where(Mask.kind == "lung")) == 3
+        assert session.scalar(select(func.count(Mask.id)).where(Mask.kind == "lung")) == 2
         assert session.scalar(select(func.count(Mask.id)).where(Mask.kind == "infection")) == 1
-        assert session.scalar(select(func.count(ImageSource.id))) == 4
+        assert session.scalar(select(func.count(ImageSource.id))) == 3
         mask_paths = set(session.scalars(select(Mask.store_path)))
         image_paths = set(session.scalars(select(Image.store_path)))
-        # the soft mask was thresholded at 128
-        image_d = session.scalar(select(Image).where(Image.file_name == col["d"]["file"]))
-        soft_row = session.scalar(select(Mask).where(Mask.image_id == image_d.id))
-        stored = read_mask(workspace.workspace_path / soft_row.store_path)
-        np.testing.assert_array_equal(stored, np.where(col["soft"] >= 128, 255, 0))
     images = _store_files(workspace, "images")
     masks = _store_files(workspace, "masks")
     assert {str(p.relative_to(workspace.workspace_path)) for p in images} == image_paths
@@ -120,12 +116,24 @@ def test_rerun_adds_nothing_and_reports_the_same_failures(workspace, bad_collect
         first = import_collection(session, workspace, col["root"], "manifest")
     with session_scope(workspace.database_url) as session:
         second = import_collection(session, workspace, col["root"], "manifest")
-        assert session.scalar(select(func.count(Image.id))) == 3
-        assert session.scalar(select(func.count(Mask.id))) == 4
-        assert session.scalar(select(func.count(ImageSource.id))) == 4
+        assert session.scalar(select(func.count(Image.id))) == 2
+        assert session.scalar(select(func.count(Mask.id))) == 3
+        assert session.scalar(select(func.count(ImageSource.id))) == 3
     assert (second.images_added, sum(second.masks_added.values()), second.duplicates) == (0, 0, [])
-    assert second.images_known == 4
+    assert second.images_known == 3
     assert dict(second.failures) == dict(first.failures)
+
+
+def test_soft_mask_imports_when_a_threshold_says_how_to_read_it(workspace, bad_collection):
+    col = bad_collection
+    with session_scope(workspace.database_url) as session:
+        summary = import_collection(session, workspace, col["root"], "manifest", mask_threshold=128)
+    assert col["d"]["file"] not in dict(summary.failures) and summary.images_added == 3
+    with session_scope(workspace.database_url) as session:
+        image_d = session.scalar(select(Image).where(Image.file_name == col["d"]["file"]))
+        soft_row = session.scalar(select(Mask).where(Mask.image_id == image_d.id))
+        stored = read_mask(workspace.workspace_path / soft_row.store_path)
+    np.testing.assert_array_equal(stored, np.where(col["soft"] >= 128, 255, 0))
 
 
 def test_fixed_item_imports_on_the_next_run(workspace, bad_collection, sample_data):

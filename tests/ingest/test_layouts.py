@@ -20,6 +20,8 @@ from db.models import Image, Mask
 
 QUEX_SOURCE = re.compile(r"datasets/(?P<tree>.+ Segmentation Data)/(?P<split>\w+)/(?P<cls>[^/]+)/images/(?P<name>.+)$")
 
+PX7 = {"bits_stored": 12, "PatientID": "PX-7", "ViewPosition": "AP"}  # a 12-in-16-bit DICOM of patient PX-7
+
 
 def _to_png(src, dest):
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -165,29 +167,8 @@ def test_montgomery_shenzhen_needs_an_images_folder(tmp_path):
         list_items(tmp_path, "montgomery-shenzhen")
 
 
-def _dicom_16bit(path, pixels, with_pixels=True):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.PatientID, ds.ViewPosition = "PX-7", "AP"
-    if with_pixels:
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = pixels.astype(np.uint16).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(str(path), enforce_file_format=True)
-
-
 @pytest.fixture
-def folder_tree(tmp_path, sample_data):
+def folder_tree(tmp_path, sample_data, write_dicom):
     """covid/ and normal/ sub-folders with PNG, JPEG, BMP, TIFF (16-bit) and DICOM files, plus bad ones."""
     root = tmp_path / "hospital"
     covid = sorted((sample_data / "images" / "covid").glob("*.jpg"))[:3]
@@ -198,8 +179,8 @@ def folder_tree(tmp_path, sample_data):
     cv2.imwrite(str(root / "covid" / "c.tif"), read_image(covid[2]).astype(np.uint16) * 16)  # 12-bit in 16
     _to_png(normal[0], root / "Normal" / "d.png")
     cv2.imwrite(str(root / "Normal" / "e.bmp"), read_image(normal[1]))
-    _dicom_16bit(root / "Normal" / "series" / "IM0001", read_image(normal[2]).astype(np.uint16) * 16)
-    _dicom_16bit(root / "Normal" / "nopixels.dcm", None, with_pixels=False)
+    write_dicom(root / "Normal" / "series" / "IM0001", read_image(normal[2]).astype(np.uint16) * 16, **PX7)
+    write_dicom(root / "Normal" / "nopixels.dcm", None, PatientID="PX-7", ViewPosition="AP")
     (root / "Normal" / "readme.txt").write_text("ignored: not an image")
     (root / "Normal" / "._d.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # ignored: a dotfile
     (root / "Normal" / "zero.png").write_bytes(b"")
