@@ -37,7 +37,7 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
             continue
         try:
             # a de-identified copy has its own hash; any other original is the imported file itself
-            if file_sha256(original) != image.attributes.get("original_file_sha256", image.sha256):
+            if file_sha256(original) != (image.attributes or {}).get("original_file_sha256", image.sha256):
                 report.problems.append((where, f"{original} does not match its content hash"))
             pixels = read_image(root / image.store_path)
             if pixels.shape != (image.height, image.width):
