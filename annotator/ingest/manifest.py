@@ -84,7 +84,7 @@ def _read_row(root: Path, header: list[str], number: int, cells: list[str],
     if len(cells) > len(header):
         return ItemProblem(where, f"has {len(cells)} values but the header has {len(header)} columns "
                                   "(an unquoted comma?); refused")
-    row = dict(zip(header, cells))
+    row = {column: cell.strip() for column, cell in zip(header, cells)}  # "a.png, covid" reads as "a.png,covid"
     name = row.get("file", "")
     label = printable(name) if name.strip() else where
     if not all(is_text(c) for c in cells):

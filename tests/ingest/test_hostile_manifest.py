@@ -128,3 +128,12 @@ def test_a_manifest_that_is_no_table_stops_before_anything_is_written(tmp_path, 
     result = cli("-w", tmp_path / "ws", "data", "import", root, "--layout", "manifest")
     assert result.exit_code == 1 and re.search(words, result.stderr.replace("\n", " ")), result.stderr
     assert not (tmp_path / "ws").exists()
+
+
+def test_cells_with_spaces_around_them_read_as_without(tmp_path, rows_where, manifest_collection, cli):
+    rows = rows_where(2, dataset="Montgomery", lung_mask_file=True)
+    root = manifest_collection(tmp_path / "col", rows)
+    lines = (root / "manifest.csv").read_text().splitlines()
+    (root / "manifest.csv").write_text("\n".join(", ".join(line.split(",")) for line in lines) + "\n")
+    result = cli("-w", tmp_path / "ws", "data", "import", root, "--layout", "manifest", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["images_added"] == 2
