@@ -87,3 +87,32 @@ def test_caps_are_limits_the_caller_passes(tmp_path):
         load_image(path, ImageLimits(min_side_px=64))
     with pytest.raises(ImageReadError, match=r"over the cap of 0.005 Mpx"):
         load_image(path, ImageLimits(max_pixels=5000))
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    data = bytearray(cv2.imencode(".jpg", np.zeros((64, 64), np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _bmp_claiming(width: int, height: int) -> bytes:
+    data = bytearray(cv2.imencode(".bmp", np.zeros((64, 64), np.uint8))[1].tobytes())
+    data[18:26] = width.to_bytes(4, "little", signed=True) + height.to_bytes(4, "little", signed=True)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp", ".dcm"])
+def test_bombs_of_every_format_are_refused_from_the_header(tmp_path, write_dicom, suffix):
+    path = tmp_path / f"bomb{suffix}"
+    if suffix == ".dcm":
+        write_dicom(path, np.zeros((8, 8), np.uint16), Rows=60000, Columns=60000)
+    else:
+        path.write_bytes(_jpeg_claiming(60000, 60000) if suffix == ".jpg" else _bmp_claiming(60000, -60000))
+
+    def load():
+        with pytest.raises(ImageReadError, match=r"declares 60000x60000 = 3600.0 Mpx, over the cap of 50 Mpx"):
+            load_image(path)
+
+    _, peak = _peak(load)
+    assert peak < 4 << 20, peak
