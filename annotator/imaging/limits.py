@@ -7,7 +7,6 @@ every other reader uses ``DEFAULT_LIMITS``, which only caps the pixel count.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,6 @@ class ImageLimits:
 DEFAULT_LIMITS = ImageLimits()
 
 
-RASTER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _NOT_READABLE = "not a readable image (corrupt, truncated or another format)"
 
@@ -62,7 +60,7 @@ def declared_raster_size(path: Path) -> tuple[int, int, str]:
             width = int.from_bytes(head[18:22], "little", signed=True)
             return width, abs(int.from_bytes(head[22:26], "little", signed=True)), "BMP"  # < 0: top-down rows
         if head[:4] in (b"II*\x00", b"MM\x00*"):
-            return (*_tiff_size(path), "TIFF")
+            return (*_tiff_size(path, fh), "TIFF")
     raise ImageReadError(path, _NOT_READABLE)
 
 
@@ -96,20 +94,23 @@ def _jpeg_size(path: Path, fh) -> tuple[int, int]:
         fh.seek(length - 2, 1)
 
 
-def _tiff_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # our own cap decides; a corrupt tag is the decoder's to refuse
-        try:
-            with Image.open(path, formats=["TIFF"]) as image:
-                width, height = image.size
-                return int(width), int(height)
-        except Image.DecompressionBombError as exc:
-            raise ImageReadError(path, f"declares too many pixels ({exc}); refused before decoding") from exc
-        except OSError as exc:
-            if exc.errno is not None:
-                raise  # unreadable (permissions, I/O): load_image names it
-            raise ImageReadError(path, f"not a readable TIFF ({exc})") from exc
-        except Exception as exc:  # Pillow's TIFF parser raises many types (SyntaxError, struct.error, ...)
-            raise ImageReadError(path, f"not a readable TIFF (bad header: {type(exc).__name__})") from exc
+def _tiff_size(path: Path, fh) -> tuple[int, int]:
+    """ImageWidth (256) and ImageLength (257) of the TIFF's first image file directory."""
+    fh.seek(0)
+    head = fh.read(8)
+    order = "little" if head[:2] == b"II" else "big"
+    if int.from_bytes(head[2:4], order) != 42:
+        raise ImageReadError(path, "not a readable TIFF (BigTIFF or another variant); save it as PNG")
+    fh.seek(int.from_bytes(head[4:8], order))
+    count = int.from_bytes(fh.read(2), order)
+    sizes: dict[int, int] = {}
+    for _ in range(min(count, 4096)):
+        entry = fh.read(12)
+        if len(entry) < 12:
+            break
+        tag, kind = int.from_bytes(entry[0:2], order), int.from_bytes(entry[2:4], order)
+        if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG
+            sizes[tag] = int.from_bytes(entry[8:10] if kind == 3 else entry[8:12], order)
+    if 256 not in sizes or 257 not in sizes:
+        raise ImageReadError(path, "not a readable TIFF (its first directory has no image size)")
+    return sizes[256], sizes[257]
