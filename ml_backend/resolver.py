@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import numpy as np
 
 from annotator.errors import ImageReadError
+from annotator.imaging.limits import ImageLimits, declared_size_in
 
 log = logging.getLogger(__name__)
 
@@ -168,17 +169,12 @@ class ImageResolver:
 
     def _decode(self, data: bytes, served: str) -> np.ndarray:
         import cv2
-        from PIL import Image, UnidentifiedImageError
 
-        try:
-            with Image.open(io.BytesIO(data)) as header:  # reads the header only
-                width, height = header.size
-        except Image.DecompressionBombError as exc:
-            raise ImageReadError(served, f"over the cap of {self.max_pixels} pixels ({exc})") from exc
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        try:  # the size the header declares, checked before a decoder allocates a pixel
+            width, height, _ = declared_size_in(io.BytesIO(data), served)
+        except ImageReadError as exc:
             raise ImageReadError(served, "downloaded bytes are not an image") from exc
-        if width * height > self.max_pixels:
-            raise ImageReadError(served, f"{width}x{height} px, over the cap of {self.max_pixels} pixels")
+        ImageLimits(max_pixels=self.max_pixels).check(served, width, height)
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
         if pixels is None:
             raise ImageReadError(served, "downloaded bytes are not an image")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from annotator.errors import ImageReadError
 
@@ -49,19 +50,24 @@ def declared_raster_size(path: Path) -> tuple[int, int, str]:
     The format is what the content is, whatever the suffix says. OSError (unreadable) passes through.
     """
     with Path(path).open("rb") as fh:
-        head = fh.read(32)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
-            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), "PNG"
-        if head[:2] == b"\xff\xd8":
-            return (*_jpeg_size(path, fh), "JPEG")
-        if head[:2] == b"BM" and len(head) >= 26:
-            if int.from_bytes(head[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
-                return int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little"), "BMP"
-            width = int.from_bytes(head[18:22], "little", signed=True)
-            return width, abs(int.from_bytes(head[22:26], "little", signed=True)), "BMP"  # < 0: top-down rows
-        if head[:4] in (b"II*\x00", b"MM\x00*"):
-            return (*_tiff_size(path, fh), "TIFF")
-    raise ImageReadError(path, _NOT_READABLE)
+        return declared_size_in(fh, path)
+
+
+def declared_size_in(fh: BinaryIO, name) -> tuple[int, int, str]:
+    """The same from an open binary stream (a download held in memory: ``io.BytesIO``); errors name ``name``."""
+    head = fh.read(32)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), "PNG"
+    if head[:2] == b"\xff\xd8":
+        return (*_jpeg_size(name, fh), "JPEG")
+    if head[:2] == b"BM" and len(head) >= 26:
+        if int.from_bytes(head[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+            return int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little"), "BMP"
+        width = int.from_bytes(head[18:22], "little", signed=True)
+        return width, abs(int.from_bytes(head[22:26], "little", signed=True)), "BMP"  # < 0: top-down rows
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return (*_tiff_size(name, fh), "TIFF")
+    raise ImageReadError(name, _NOT_READABLE)
 
 
 def _jpeg_size(path: Path, fh) -> tuple[int, int]:

@@ -99,7 +99,7 @@ def test_the_byte_cap_stops_the_stream_and_a_stalled_server_times_out(tmp_path, 
 
 
 def test_the_pixel_cap_is_read_from_the_header(tmp_path, server):
-    with pytest.raises(ImageReadError, match=r"over the cap of 1000 pixels"):
+    with pytest.raises(ImageReadError, match=r"over the cap of 0.001 Mpx \(setting max_image_pixels\); refused before decoding"):
         _resolver(tmp_path, server, max_pixels=1000).read("/data/upload/ok.jpg")
 
 
