@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from annotator.cli.main import app
 from annotator.errors import ConfigError, TrainingError, UnknownNameError
 from annotator.recognition.config import load_pipeline_config
-from annotator.recognition.pipeline import TABLE_STEMS, train_pipeline
+from annotator.recognition.pipeline import train_pipeline
+from annotator.recognition.steps.report import TABLE_STEMS
 from db.engine import session_scope
 from db.models import Model
 
