@@ -1,7 +1,8 @@
 """`annotator demo`: the whole protocol on the sample set, with simulated people acting through a real
 Label Studio. Every step is one of the commands a user runs by hand (import, stage1 run, round next /
-sync / close with the MD queue, stage3 run / sync / close, stage4 sample / sync, export), each committed
-on its own, so a demo killed at any point resumes where it stopped when run again.
+sync / close with the MD queue, stage3 run / sync / close, stage4 sample / sync, export): the demo opens
+one transaction per step, as that command does, and calls the same stage function in it, so a demo killed
+at any point resumes where it stopped when run again.
 """
 
 from __future__ import annotations
@@ -12,47 +13,67 @@ import sys
 import time
 from collections.abc import Callable
 
+import requests
+
 from annotator.config import Settings
+from annotator.credentials import with_workspace_secrets
 from annotator.errors import AnnotatorError
+from annotator.ingest.importer import import_items, list_items
+from annotator.labelstudio.client import LabelStudio
+from annotator.labelstudio.server import start_server, stop_server
+from annotator.workspace import init_workspace
 from db.engine import session_scope
-from workflows.queues import push_queue as _push
-from workflows.queues import sync_queues as _sync
+from db.queries import count_in_states, working_model
+from workflows.campaign import act
+from workflows.engine import replay_all
+from workflows.export import export_covid_qu_ex
+from workflows.queues import push_queue, sync_queues
+from workflows.report import write_report
+from workflows.simulator import ScriptedPeople, SimulationPolicy
+from workflows.stage1 import run_stage1
+from workflows.stage2 import close_round, next_round, open_round, stage2_mask_count, undecided
+from workflows.stage3 import close_stage3, run_stage3, stage3_round
+from workflows.stage4 import finish, sample
 
 log = logging.getLogger(__name__)
 
 MAX_MD_PASSES = 3
 
 
-def _act(settings: Settings, ls, queue: str, people) -> dict:
-    from workflows.campaign import act
-
+def _work_queue(settings: Settings, ls, queue: str, people) -> None:
+    """`push` the queue's tasks, the simulated people work them (`simulate`), read them back (`sync`)."""
+    push_queue(settings, ls, queue)
     with session_scope(settings.database_url) as session:
-        return act(session, settings, ls, queue, people).acted
+        act(session, settings, ls, queue, people)
+    sync_queues(settings, ls, (queue,))
 
 
 def _review_cycle(settings: Settings, ls, people) -> None:
     """The RAs review the open round; unsure cases go to the MDs, whose advice the RAs then follow."""
-    from workflows.stage2 import open_round, undecided
-
-    _push(settings, ls, "ra_review")
-    _act(settings, ls, "ra_review", people)
-    _sync(settings, ls, ("ra_review",))
+    _work_queue(settings, ls, "ra_review", people)
     for _ in range(MAX_MD_PASSES):
-        _push(settings, ls, "md_advice")
-        _act(settings, ls, "md_advice", people)
-        _sync(settings, ls, ("md_advice",))
-        _push(settings, ls, "ra_adjust")
-        _act(settings, ls, "ra_adjust", people)
-        _sync(settings, ls, ("ra_adjust",))
+        for queue in ("md_advice", "ra_adjust"):
+            _work_queue(settings, ls, queue, people)
         with session_scope(settings.database_url) as session:
             if undecided(session, open_round(session)) == 0:
                 return
 
 
+def _round(settings: Settings, ls, people, *, size: int, seed: int, target: int, preset: str,
+           say: Callable[[str], None]) -> dict:
+    """One Stage II round as `round next`, the review cycle, then `round close`."""
+    with session_scope(settings.database_url) as session:
+        rep = next_round(session, settings, size=size, seed=seed, require_reference=True, target=target)
+    if not rep["resumed"]:
+        say(f"  round {rep['number']}: {rep['size']} images predicted by {rep['model_version']} "
+            f"({rep['qc_flagged']} flagged by QC)")
+    _review_cycle(settings, ls, people)
+    with session_scope(settings.database_url) as session:
+        return close_round(session, settings, preset, progress=True)
+
+
 def start_backend(settings: Settings) -> subprocess.Popen | None:
     """Our ML backend in its own process (it outlives the demo when Label Studio is left serving)."""
-    import requests
-
     url = f"http://{settings.backend_host}:{settings.backend_port}/health"
     try:
         if requests.get(url, timeout=1).ok:
@@ -77,21 +98,6 @@ def start_backend(settings: Settings) -> subprocess.Popen | None:
 
 def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, preset: str = "demo",
              serve: bool = True, say: Callable[[str], None] = print, seed: int = 0) -> dict:
-    from annotator.ingest.importer import import_items, list_items
-    from annotator.labelstudio.client import LabelStudio
-    from annotator.labelstudio.server import start_server, stop_server
-    from annotator.credentials import with_workspace_secrets
-    from annotator.workspace import init_workspace
-    from db.queries import working_model
-    from workflows.report import write_report
-    from workflows.session import working_predictor
-    from workflows.simulator import ScriptedPeople, SimulationPolicy
-    from workflows.stage1 import run_stage1
-    from workflows.stage2 import close_round, open_round, stage2_mask_count, start_round
-    from workflows.stage3 import close_stage3, run_stage3, stage3_round
-    from workflows.stage4 import finish, sample
-    from workflows.export import export_covid_qu_ex
-
     started = time.monotonic()
     data = settings.sample_data_path
     if data is None:
@@ -106,7 +112,7 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
         timings[name] = round(time.monotonic() - t0, 1)
         say(f"  {name}: {timings[name]:.0f} s")
 
-    say("== import the sample set")
+    say("== import the sample set")  # `data import`
     t0 = time.monotonic()
     with session_scope(url) as session:
         summary = import_items(session, settings, list_items(data, "manifest"), "manifest", checkpoint=session.commit)
@@ -114,14 +120,14 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
         f"{dict(summary.masks_added)} masks added, {len(summary.failures)} failures")
     lap("import", t0)
 
-    say("== Label Studio")
+    say("== Label Studio")  # `labelstudio start`
     t0 = time.monotonic()
     info = start_server(settings)
     ls = LabelStudio(settings)
     say(f"  {info.url} (user {settings.labelstudio_username}; password: `annotator labelstudio credentials`)")
     lap("labelstudio", t0)
 
-    say(f"== Stage I: three U-Net variants, preset {preset}")
+    say(f"== Stage I: three U-Net variants, preset {preset}")  # `stage1 run`
     t0 = time.monotonic()
     with session_scope(url) as session:
         result = run_stage1(session, settings, preset=preset, progress=True)
@@ -130,11 +136,10 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
             f"{v.metrics.get('test_dsc', float('nan')):.4f}{'  <- working' if v.is_working else ''}")
     lap("stage1", t0)
 
-    backend = start_backend(settings)
-    with session_scope(url) as session:
-        project_id = ls.ensure_project("ra_review")
+    backend = start_backend(settings)  # `serve backend --connect`
     try:
-        ls.connect_backend(project_id, f"http://{settings.backend_host}:{settings.backend_port}", settings.backend_token)
+        ls.connect_backend(ls.ensure_project("ra_review"), f"http://{settings.backend_host}:{settings.backend_port}",
+                           settings.backend_token)
     except AnnotatorError as exc:  # the queues work without it; predictions are imported inline
         say(f"  (ML backend not connected: {exc})")
 
@@ -142,19 +147,10 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
     t0 = time.monotonic()
     while True:
         with session_scope(url) as session:
-            current = open_round(session)
             made = stage2_mask_count(session)
-            if current is None and made >= target:
+            if open_round(session) is None and made >= target:
                 break
-            if current is None:
-                predictor = working_predictor(session, settings)
-                rep = start_round(session, settings, predictor, size=round_size, seed=seed + made,
-                                  require_reference=True, target=target)
-                say(f"  round {rep.number}: {rep.size} images predicted by {rep.model_version} "
-                    f"({rep.qc_flagged} flagged by QC)")
-        _review_cycle(settings, ls, people)
-        with session_scope(url) as session:
-            summary = close_round(session, settings, preset, progress=True)
+        summary = _round(settings, ls, people, size=round_size, seed=seed + made, target=target, preset=preset, say=say)
         say(f"  round {summary['round']} closed: accepted unedited {summary['accepted_unedited_share']:.0%}, "
             f"DSC prediction->final {summary['prediction_dsc_to_final']:.4f}, decisions {summary['decisions']}, "
             f"validation DSC {summary['val_dsc_before']:.4f} -> {summary['val_dsc']:.4f} "
@@ -164,53 +160,39 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
 
     say("== Stage III: six networks, best of six on every remaining image")
     t0 = time.monotonic()
-    with session_scope(url) as session:
+    with session_scope(url) as session:  # `stage3 run`
         s3 = stage3_round(session)
         if s3 is None or s3.status != "closed":
             rep = run_stage3(session, settings, preset, require_reference=True, progress=True)
             say(f"  {rep.candidates} images nominated; networks {', '.join(rep.networks)}"
                 + "".join(f"; {n} went on from the working network {v}" for n, v in rep.warm_started.items()))
-    _push(settings, ls, "best_of_six")
-    _act(settings, ls, "best_of_six", people)
-    _sync(settings, ls, ("best_of_six",))
-    with session_scope(url) as session:
+    _work_queue(settings, ls, "best_of_six", people)  # push, `simulate`, `stage3 sync`
+    with session_scope(url) as session:  # `stage3 close`
         s3summary = close_stage3(session, settings, preset, progress=True)
+        denied = count_in_states(session, ["denied"])
     say(f"  picks {s3summary.get('picks_by_network')}, denied {s3summary.get('denied')}; main network "
         f"{s3summary.get('main_network')} ({s3summary.get('main_model_version')}), "
         f"val DSC {s3summary.get('val_dsc')}")
-    with session_scope(url) as session:
-        from db.queries import count_in_states
-
-        denied = count_in_states(session, ["denied"])
     if denied:
         say(f"  {denied} denied image(s) go through a Stage II round")
         with session_scope(url) as session:
-            if open_round(session) is None:
-                predictor = working_predictor(session, settings)
-                start_round(session, settings, predictor, size=denied, seed=seed, require_reference=True,
-                            target=stage2_mask_count(session) + denied)
-        _review_cycle(settings, ls, people)
-        with session_scope(url) as session:
-            close_round(session, settings, preset, progress=True)
+            made = stage2_mask_count(session)
+        _round(settings, ls, people, size=denied, seed=seed, target=made + denied, preset=preset, say=say)
     lap("stage3", t0)
 
     say("== Stage IV: MD verification of a stratified 20% sample")
     t0 = time.monotonic()
-    with session_scope(url) as session:
+    with session_scope(url) as session:  # `stage4 sample`
         s4 = sample(session, settings, 0.2, seed)
     say(f"  {s4['sampled']} of {s4.get('repository', '?')} repository images sampled")
-    _push(settings, ls, "md_verify")
-    _act(settings, ls, "md_verify", people)
-    _sync(settings, ls, ("md_verify",))
+    _work_queue(settings, ls, "md_verify", people)  # push, `simulate`, `stage4 sync`
     with session_scope(url) as session:
         splits = finish(session, seed)
     say(f"  splits: {splits['splits']}")
     lap("stage4", t0)
 
-    with session_scope(url) as session:
+    with session_scope(url) as session:  # `export`, then the campaign report
         exported = export_covid_qu_ex(session, settings, settings.exports_path / "covid-qu-ex")
-        from workflows.engine import replay_all
-
         replayed = replay_all(session)
         total = time.monotonic() - started
         report = write_report(session, settings.reports_path / "campaign", extra={

@@ -143,6 +143,20 @@ def _prelabel(session: Session, settings: Settings, predictor, model, round_: Ro
                          status="open", payload={"mask_id": row.id, "qc": qc.text, "qc_ok": qc.ok}))
 
 
+def next_round(session: Session, settings: Settings, *, size: int, strategy: str = "stratified", seed: int = 0,
+               require_reference: bool = False, target: int | None = None, progress: bool = True) -> dict:
+    """What `annotator round next` does (and the demo with it): the open round, resumed, or a new one
+    pre-labelled by the working network."""
+    from workflows.session import working_predictor
+
+    current = open_round(session)
+    if current is not None:
+        return {"round_id": current.id, "number": current.number, "resumed": True}
+    report = start_round(session, settings, working_predictor(session, settings), size=size, strategy=strategy,
+                         seed=seed, require_reference=require_reference, target=target, progress=progress)
+    return {**report.__dict__, "resumed": False}
+
+
 # -- decisions of this stage's queues ---------------------------------------------------------------
 def _accept(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "accept", **kw)

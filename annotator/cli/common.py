@@ -5,18 +5,26 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.orm import Session
 
 from annotator.config import Settings, load_settings
 from annotator.errors import AnnotatorError, WorkspaceError
+from db.engine import migrate, session_scope
+from workflows.queues import push_queue, sync_queues
+from workflows.session import labelstudio_client
 
 console = Console()
 err_console = Console(stderr=True)
+
+# the --json flag every reporting command takes
+JsonFlag = Annotated[bool, typer.Option("--json", help="print the result as JSON (for scripts)")]
 
 
 def settings_from(ctx: typer.Context) -> Settings:
@@ -29,8 +37,6 @@ def settings_from(ctx: typer.Context) -> Settings:
 
 def require_workspace(settings: Settings) -> str:
     """The DB URL of an initialised workspace, migrating it to the newest schema; else a clear error."""
-    from db.engine import migrate
-
     if settings.db_url is None and not (settings.workspace_path / "annotator.db").exists():
         raise WorkspaceError(
             f"no workspace at {settings.workspace_path}; run `annotator init` (or pass --workspace DIR)"
@@ -43,6 +49,37 @@ def require_workspace(settings: Settings) -> str:
         raise WorkspaceError(f"cannot open the workspace database {settings.database_url}: "
                              f"{' '.join(str(exc.orig or exc).split())}") from exc
     return settings.database_url
+
+
+def workspace_settings(ctx: typer.Context) -> Settings:
+    """The settings of an initialised workspace, its DB migrated to the newest schema (once per command)."""
+    settings = settings_from(ctx)
+    root = ctx.find_root()
+    if not root.obj.get("workspace_checked"):
+        require_workspace(settings)
+        root.obj["workspace_checked"] = True
+    return settings
+
+
+@contextmanager
+def workspace_session(ctx: typer.Context, *, labelstudio: bool = False) -> Iterator[tuple[Settings, Session]]:
+    """The command's transaction on an initialised workspace: committed when the block ends, rolled back
+    when it raises. With ``labelstudio`` it first fails, changing nothing, when Label Studio is down."""
+    settings = workspace_settings(ctx)
+    if labelstudio:
+        labelstudio_client(settings)
+    with session_scope(settings.database_url) as session:
+        yield settings, session
+
+
+def push_tasks(settings: Settings, queue: str) -> dict:
+    """Push ``queue``'s open tasks to Label Studio (a transaction of its own; idempotent)."""
+    return push_queue(settings, labelstudio_client(settings), queue)
+
+
+def sync_tasks(settings: Settings, queues: tuple[str, ...]) -> dict:
+    """Read ``queues``' annotations back from Label Studio (a transaction of its own; idempotent)."""
+    return sync_queues(settings, labelstudio_client(settings), queues)
 
 
 def handle_errors(func: Callable) -> Callable:
@@ -72,7 +109,3 @@ def configure_logging(verbose: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-def workspace_option() -> Path | None:  # pragma: no cover - documentation helper
-    return None

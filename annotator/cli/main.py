@@ -7,17 +7,40 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
-from annotator.cli import common
-from annotator.cli.common import console, handle_errors, settings_from
+from annotator.cli import common, config, data, demo, export, labelstudio, md, model, pipeline, serve, simulate
+from annotator.cli import stage1, stage3, stage4
+from annotator.cli import round as round_
+from annotator.cli.common import JsonFlag, console, handle_errors, settings_from, workspace_session
 from annotator.cli.config import print_versions
+from annotator.cli.render import render_status
+from annotator.credentials import secrets_path
+from annotator.status import collect_status
+from annotator.workspace import init_workspace
+
+# `annotator --help` lists the commands in the order a campaign uses them; any other command follows
+COMMAND_ORDER = ("init", "data", "labelstudio", "stage1", "serve", "round", "md", "stage3", "stage4", "export",
+                 "model", "train-pipeline", "predict", "status", "simulate", "demo")
+
+
+class ProtocolOrderGroup(TyperGroup):
+    """The root group, listing its commands in ``COMMAND_ORDER`` (Typer lists plain commands before groups)."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
 
 app = typer.Typer(
     name="annotator",
+    cls=ProtocolOrderGroup,
     help="Human-in-the-loop lung masks for chest X-ray collections, and a COVID-19 recognition pipeline.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # plain help: Typer's rich panels print a value placeholder (<bool>) beside every flag, as if it took one
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # up to 120 columns when the terminal has them
 )
 
 
@@ -41,9 +64,6 @@ def main(
 @handle_errors
 def init(ctx: typer.Context) -> None:
     """Create the workspace (DB, image store, models, exports, random secrets); safe to run again."""
-    from annotator.credentials import secrets_path
-    from annotator.workspace import init_workspace
-
     settings = settings_from(ctx)
     created = init_workspace(settings)
     # paths are printed whole (no wrapping) so they can be copied
@@ -56,15 +76,9 @@ def init(ctx: typer.Context) -> None:
 
 @app.command()
 @handle_errors
-def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Counts by class, dataset, mask kind/origin and protocol state."""
-    from annotator.cli.render import render_status
-    from annotator.status import collect_status
-    from db.engine import session_scope
-
-    settings = settings_from(ctx)
-    url = common.require_workspace(settings)
-    with session_scope(url) as session:
+    with workspace_session(ctx) as (_settings, session):
         report = collect_status(session)
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
@@ -72,20 +86,28 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
         render_status(report)
 
 
-def _register_groups() -> None:
-    from annotator.cli import config, data, labelstudio, model, pipeline, protocol, serve, stage1
-
-    app.add_typer(data.app, name="data", help="Import and validate image collections.")
-    app.add_typer(model.app, name="model", help="Segmentation networks: list, train, evaluate.")
-    app.add_typer(stage1.app, name="stage1", help="Stage I: train three U-Net variants on the seed masks.")
-    app.add_typer(labelstudio.app, name="labelstudio", help="Run the bundled Label Studio server.")
-    app.add_typer(serve.app, name="serve", help="Run the ML backend for Label Studio.")
-    app.add_typer(config.app, name="config", help="Show the settings, their values and where they came from.")
+def _register_commands() -> None:
+    """One module per group or command (``annotator/cli/<name>.py``)."""
+    for name, group, text in (
+        ("data", data.app, "Import and validate image collections."),
+        ("labelstudio", labelstudio.app, "Run the bundled Label Studio server."),
+        ("stage1", stage1.app, "Stage I: train three U-Net variants on the seed masks."),
+        ("serve", serve.app, "Run the ML backend for Label Studio."),
+        ("round", round_.app, "Stage II rounds: next, sync, close, status."),
+        ("md", md.app, "The MD queue: advice on unsure cases."),
+        ("stage3", stage3.app, "Stage III: best of six networks."),
+        ("stage4", stage4.app, "Stage IV: MD verification of a stratified sample."),
+        ("model", model.app, "Segmentation networks: list, train, evaluate."),
+        ("config", config.app, "Show the settings, their values and where they came from."),
+    ):
+        app.add_typer(group, name=name, help=text)
+    app.command("export")(export.export)
     pipeline.register(app)
-    protocol.register(app)
+    app.command("simulate")(simulate.simulate)
+    app.command("demo")(demo.demo)
 
 
-_register_groups()
+_register_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -15,6 +18,16 @@ def _table(title: str, mapping: dict, key: str = "name", value: str = "count") -
     for k, v in sorted(mapping.items(), key=lambda kv: (-kv[1], kv[0]) if isinstance(kv[1], int) else (0, kv[0])):
         table.add_row(str(k), str(v))
     return table
+
+
+def render_result(data: dict | list, as_json: bool, title: str) -> None:
+    """A command's result: JSON on stdout for scripts, else a title and one line per key."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    console.print(f"[bold]{title}[/]")
+    for key, value in data.items():
+        console.print(f"  {key}: {value}", highlight=False)
 
 
 def render_status(report: dict) -> None:

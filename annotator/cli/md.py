@@ -1,0 +1,29 @@
+"""`annotator md`: the MD queue, advice on the cases RAs marked unsure."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from annotator.cli.common import JsonFlag, handle_errors, push_tasks, sync_tasks, workspace_settings
+from annotator.cli.render import render_result
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("queue")
+@handle_errors
+def md_queue(
+    ctx: typer.Context,
+    do_sync: Annotated[bool, typer.Option("--sync", help="read the MDs' advice back first")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Push unsure cases to the MDs; with --sync read their advice and push RA adjust tasks."""
+    settings = workspace_settings(ctx)
+    report: dict = {}
+    if do_sync:
+        report = sync_tasks(settings, ("md_advice",))
+    report["pushed_md_advice"] = push_tasks(settings, "md_advice")
+    report["pushed_ra_adjust"] = push_tasks(settings, "ra_adjust")
+    render_result(report, as_json, "MD queue")
