@@ -189,7 +189,7 @@ def table_cmd(
     backend: Annotated[list[str] | None, typer.Option(help="eager | bf16 | onnx (repeatable)")] = None,
     size_px: Annotated[int, typer.Option(help="image side for the timing")] = 256,
     repeats: Annotated[int, typer.Option(help="timed predictions per backend")] = 10,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the table as JSON")] = False,
 ) -> None:
     """Table 11 style: trainable parameters and ms per image (model only, batch 1) per backend."""
     from annotator.segmentation.registry import SPECS, normalize_name
