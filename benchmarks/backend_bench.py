@@ -160,7 +160,8 @@ def main() -> None:
 
 
 def bench_import(settings, paths: list[Path], masks: list[np.ndarray], n_tasks: int) -> None:
-    from annotator.labelstudio.client import LabelStudio, TaskIn
+    from annotator.labelstudio.client import LabelStudio
+    from annotator.labelstudio.tasks import TaskIn
     from annotator.labelstudio.server import start_server, stop_server
 
     t0 = time.perf_counter()

@@ -138,7 +138,7 @@ class BackendApp:
         return {"versions": [self.holder.get().model_version]}
 
     def predict(self, body: dict) -> dict:
-        from annotator.labelstudio.client import brush_result
+        from annotator.labelstudio.tasks import brush_result
         from annotator.segmentation.postprocess import postprocess
 
         tasks = body.get("tasks")

@@ -24,7 +24,7 @@ SHOWS_MASK = {"ra_review": True, "md_advice": True, "ra_adjust": True, "best_of_
 
 
 def _task_in(settings: Settings, session: Session, task: Task):
-    from annotator.labelstudio.client import TaskIn
+    from annotator.labelstudio.tasks import TaskIn
 
     image = session.get(Image, task.image_id)
     payload = task.payload or {}
@@ -52,7 +52,7 @@ def push(session: Session, settings: Settings, ls, queue: str, progress: bool = 
     project_id = ls.ensure_project(queue)
     with progress_bar(f"pushing {queue} tasks", total=len(pending), enabled=progress, unit="tasks") as bar:
         result = ls.import_tasks(project_id, [_task_in(settings, session, t) for t in pending], progress=bar.advance)
-    from annotator.labelstudio.client import task_key
+    from annotator.labelstudio.tasks import task_key
 
     for task in pending:
         key = task_key(task.queue, task.round_id, task.image_id)

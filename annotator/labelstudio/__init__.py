@@ -24,7 +24,8 @@ Best-of-six task images (``annotator.labelstudio.grid``): ``write_best_of_six(se
 gray, six_masks) -> Path`` under ``<store>/overlays``.
 """
 
-from annotator.labelstudio.client import ImportResult, LabelStudio, TaskIn, task_key
+from annotator.labelstudio.client import ImportResult, LabelStudio
+from annotator.labelstudio.tasks import TaskIn, task_key
 from annotator.labelstudio.queue import QUEUES, QueueSpec, get_queue
 from annotator.labelstudio.readback import AnnotationOut
 from annotator.labelstudio.server import ServerInfo, ServerStatus, server_status, start_server, stop_server

@@ -8,7 +8,8 @@ import uuid
 
 import numpy as np
 
-from annotator.labelstudio.client import LabelStudio, brush_result
+from annotator.labelstudio.client import LabelStudio
+from annotator.labelstudio.tasks import brush_result
 from annotator.labelstudio.queue import DECISION_TAG, IMAGE_TAG, get_queue
 
 

@@ -19,46 +19,22 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import requests
 
 from annotator.config import Settings
 from annotator.errors import ImageReadError, LabelStudioError, MaskError
-from annotator.labelstudio.queue import BRUSH_TAG, IMAGE_TAG, LUNG_LABEL, QueueSpec, get_queue
+from annotator.labelstudio.queue import QueueSpec, get_queue
+from annotator.labelstudio.tasks import TaskIn, image_size, task_payload
+from annotator.labelstudio.transport import Transport
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 100
 TITLE_PREFIX = "cxr-annotator"
-TRANSIENT_STATUS = {502, 503, 504}
-
-
-@dataclass(frozen=True)
-class TaskIn:
-    """One task to push: an image of the store, optionally its prediction (a {0,255} mask) and extra data."""
-
-    image_id: int
-    queue: str
-    image_path: Path  # absolute, inside settings.store_path (served through local files)
-    round_id: int | None = None
-    prediction_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
-    model_version: str | None = None
-    score: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"advice": "..."} for ra_adjust
-
-    @property
-    def key(self) -> str:
-        return task_key(self.queue, self.round_id, self.image_id)
-
-
-def task_key(queue: str, round_id: int | None, image_id: int) -> str:
-    return f"{queue}:{'-' if round_id is None else round_id}:{image_id}"
 
 
 @dataclass
@@ -70,38 +46,7 @@ class ImportResult:
     hidden_in_stream: int = 0  # open tasks whose prediction is of another model_version than the project's
 
 
-def brush_result(mask: np.ndarray, *, result_id: str | None = None) -> dict:
-    """A Label Studio brush region (RLE) of a {0,255} mask, at the mask's own size."""
-    from annotator.imaging.rle import mask_to_rle
-
-    height, width = mask.shape[:2]
-    return {
-        "id": result_id or uuid.uuid4().hex[:10],
-        "from_name": BRUSH_TAG,
-        "to_name": IMAGE_TAG,
-        "type": "brushlabels",
-        "origin": "prediction",
-        "original_width": int(width),
-        "original_height": int(height),
-        "image_rotation": 0,
-        "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [LUNG_LABEL]},
-    }
-
-
-def prediction_payload(mask: np.ndarray, model_version: str, score: float | None = None) -> dict:
-    return {"model_version": model_version, "score": float(score if score is not None else 1.0),
-            "result": [brush_result(mask)]}
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, reading only what OpenCV needs."""
-    from annotator.imaging.io import read_image
-
-    pixels = read_image(path)
-    return int(pixels.shape[0]), int(pixels.shape[1])
-
-
-class LabelStudio:
+class LabelStudio(Transport):
     """A Label Studio server reached with our token. Every call retries transient failures."""
 
     def __init__(
@@ -113,68 +58,9 @@ class LabelStudio:
         backoff_s: float = 0.5,
         session: requests.Session | None = None,
     ) -> None:
+        super().__init__(settings.labelstudio_base_url, settings.labelstudio_token, timeout_s=timeout_s,
+                         retries=retries, backoff_s=backoff_s, session=session)
         self.settings = settings
-        self.url = settings.labelstudio_base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.http = session or requests.Session()
-        self.http.headers["Authorization"] = f"Token {settings.labelstudio_token}"
-
-    # -- transport --------------------------------------------------------------------------------
-    def request(self, method: str, path: str, *, retry: bool = True, **kwargs) -> Any:
-        """One API call; JSON back (None for 204). Transient failures are retried with back-off."""
-        url = f"{self.url}{path}"
-        kwargs.setdefault("timeout", self.timeout_s)
-        attempts = self.retries + 1 if retry else 1
-        last: str = ""
-        for attempt in range(attempts):
-            if attempt:
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                log.info("Label Studio %s %s failed (%s); retry %d/%d in %.1f s", method, path, last, attempt,
-                         self.retries, delay)
-                time.sleep(delay)
-            try:
-                resp = self.http.request(method, url, **kwargs)
-            except requests.Timeout as exc:
-                last = f"no answer within {kwargs['timeout']} s ({type(exc).__name__})"
-                continue
-            except requests.ConnectionError as exc:
-                last = f"cannot connect ({type(exc).__name__})"
-                continue
-            if resp.status_code in TRANSIENT_STATUS:
-                last = f"HTTP {resp.status_code}"
-                continue
-            return self._decode(method, path, resp)
-        raise LabelStudioError(
-            f"Label Studio at {self.url} is down or too slow: {method} {path}: {last} after {attempts} "
-            "attempt(s); check `annotator labelstudio status` (start it with `annotator labelstudio start`)"
-        )
-
-    def _decode(self, method: str, path: str, resp: requests.Response) -> Any:
-        if resp.status_code == 401:
-            raise LabelStudioError(
-                f"Label Studio at {self.url} refused our API token (401 Unauthorized): "
-                "ANNOTATOR_LABELSTUDIO_TOKEN must be the token of a user of that server (its Account & "
-                "Settings page shows it); the bundled server's token is set when its data folder is created"
-            )
-        if resp.status_code == 403:
-            raise LabelStudioError(f"Label Studio forbids {method} {path} for our user (403): {resp.text[:300]}")
-        if resp.status_code >= 400:
-            raise LabelStudioError(f"Label Studio answered {resp.status_code} to {method} {path}: {resp.text[:500]}")
-        if resp.status_code == 204 or not resp.content:
-            return None
-        try:
-            return resp.json()
-        except ValueError as exc:
-            raise LabelStudioError(f"Label Studio answered {method} {path} with non-JSON: {resp.text[:200]}") from exc
-
-    def health(self) -> bool:
-        try:
-            resp = self.http.get(f"{self.url}/health", timeout=5)
-            return resp.status_code == 200
-        except requests.RequestException:
-            return False
 
     # -- projects ---------------------------------------------------------------------------------
     def list_projects(self) -> list[dict]:
@@ -295,35 +181,8 @@ class LabelStudio:
         return out
 
     def task_payload(self, task: TaskIn, size: tuple[int, int]) -> dict:
-        spec = get_queue(task.queue)
-        missing = [f for f in spec.data_fields if f not in task.extra]
-        if missing:
-            raise LabelStudioError(f"task {task.key}: queue {spec.name} needs data fields {missing}")
-        height, width = size
-        data = {
-            IMAGE_TAG: self.image_url(task.image_path),
-            "annotator_key": task.key,
-            "image_id": task.image_id,
-            "round_id": task.round_id,
-            "queue": task.queue,
-            "width": width,
-            "height": height,
-            **task.extra,
-        }
-        payload: dict[str, Any] = {"data": data}
-        if task.prediction_mask is not None:
-            if not spec.has_brush:
-                raise LabelStudioError(f"task {task.key}: queue {spec.name} shows no brush mask; send no prediction")
-            if not task.model_version:
-                raise LabelStudioError(f"task {task.key}: a prediction needs its model_version")
-            mask = np.asarray(task.prediction_mask)
-            if mask.shape[:2] != (height, width):
-                raise MaskError(
-                    f"task {task.key}: prediction is {mask.shape[1]}x{mask.shape[0]} but image "
-                    f"{task.image_path} is {width}x{height}"
-                )
-            payload["predictions"] = [prediction_payload(mask, task.model_version, task.score)]
-        return payload
+        """The task as Label Studio imports it: its data (image URL, our key) and inline prediction."""
+        return task_payload(task, size, self.image_url(task.image_path))
 
     def import_tasks(self, project_id: int, tasks: Sequence[TaskIn], *, chunk_size: int = CHUNK_SIZE,
                      progress=None) -> ImportResult:
@@ -348,7 +207,7 @@ class LabelStudio:
             chunk: list[tuple[str, dict]] = []
             for task in part:
                 try:
-                    chunk.append((task.key, self.task_payload(task, _image_size(task.image_path))))
+                    chunk.append((task.key, self.task_payload(task, image_size(task.image_path))))
                 except (ImageReadError, MaskError) as exc:
                     result.failed[task.key] = str(exc)
                     log.warning("task %s not imported: %s", task.key, exc)

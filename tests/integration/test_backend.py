@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from annotator.imaging.rle import rle_to_mask
-from annotator.labelstudio.client import LabelStudio, TaskIn
+from annotator.labelstudio.client import LabelStudio
+from annotator.labelstudio.tasks import TaskIn
 
 pytestmark = pytest.mark.integration
 

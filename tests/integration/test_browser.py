@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotator.labelstudio.client import LabelStudio, TaskIn
+from annotator.labelstudio.client import LabelStudio
+from annotator.labelstudio.tasks import TaskIn
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ import requests
 from annotator.config import load_settings
 from annotator.errors import LabelStudioError
 from annotator.imaging.rle import rle_to_mask
-from annotator.labelstudio.client import LabelStudio, TaskIn, brush_result
+from annotator.labelstudio.client import LabelStudio
+from annotator.labelstudio.tasks import TaskIn, brush_result
 from annotator.labelstudio.queue import get_queue
 from annotator.labelstudio.server import server_status, start_server
 

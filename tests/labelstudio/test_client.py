@@ -14,7 +14,8 @@ import pytest
 
 from annotator.config import load_settings
 from annotator.errors import ImageReadError, LabelStudioError, MaskError
-from annotator.labelstudio.client import LabelStudio, TaskIn, task_key
+from annotator.labelstudio.client import LabelStudio
+from annotator.labelstudio.tasks import TaskIn, task_key
 from annotator.labelstudio.server import free_port, labelstudio_env
 
 

@@ -55,7 +55,7 @@ def test_label_studio_parses_each_config(name):
 def test_our_brush_prediction_passes_label_studios_validation(real_pairs):
     from label_studio_sdk.label_interface import LabelInterface
 
-    from annotator.labelstudio.client import prediction_payload
+    from annotator.labelstudio.tasks import prediction_payload
 
     li = LabelInterface(get_queue("ra_review").label_config)
     _, _, mask = real_pairs[0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from annotator.imaging.rle import mask_to_rle
-from annotator.labelstudio.client import brush_result, prediction_payload
+from annotator.labelstudio.tasks import brush_result, prediction_payload
 from annotator.labelstudio.readback import lung_mask, parse_annotation, parse_tasks
 
 
