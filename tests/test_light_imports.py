@@ -16,7 +16,7 @@ HEAVY = ("torch", "torchvision", "segmentation_models_pytorch", "timm", "onnxrun
 LIGHT_PACKAGES = ("db", "workflows", "annotator.labelstudio", "annotator.cli", "annotator.imaging",
                   "annotator.ingest")
 LIGHT_MODULES = ("annotator", "annotator.config", "annotator.errors", "annotator.status", "annotator.workspace",
-                 "annotator.evaluation.metrics")
+                 "annotator.evaluation.metrics", "annotator.segmentation.presets")
 
 PROBE = textwrap.dedent(
     """

@@ -32,7 +32,7 @@ from db.queries import current_mask, working_model
 from workflows.protocol import IN_REPOSITORY
 
 if TYPE_CHECKING:
-    from annotator.segmentation.train import TrainConfig
+    from annotator.segmentation.presets import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,8 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
     """Train ``spec_name`` on the repository (fine-tuning ``init_from`` when given) and register it. A
     fine-tune that never beats ``init_from`` on the validation set returns ``init_from`` itself."""
     from annotator.segmentation.registry import get_spec
-    from annotator.segmentation.train import get_preset, train_model
+    from annotator.segmentation.presets import get_preset
+    from annotator.segmentation.train import train_model
     from workflows.stage1 import mark_working, register_model
 
     data = data or repository_data(session, settings)

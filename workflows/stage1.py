@@ -159,7 +159,8 @@ def run_stage1(session: Session, settings: Settings, preset="quick", force: bool
     from annotator.evaluation.metrics import segmentation_scores
     from annotator.segmentation.predict import Predictor
     from annotator.segmentation.registry import get_spec
-    from annotator.segmentation.train import get_preset, train_model
+    from annotator.segmentation.presets import get_preset
+    from annotator.segmentation.train import train_model
 
     config = get_preset(preset) if isinstance(preset, str) else preset
     specs = [get_spec(name) for name in (variants or VARIANTS)]  # a wrong name fails before any work

@@ -31,7 +31,7 @@ from workflows import engine
 from workflows.decisions import HANDLERS, prediction_mask
 
 if TYPE_CHECKING:
-    from annotator.segmentation.train import TrainConfig
+    from annotator.segmentation.presets import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,8 @@ def train(
     from sqlalchemy import select
 
     from annotator.segmentation.registry import get_spec
-    from annotator.segmentation.train import get_preset, train_model
+    from annotator.segmentation.presets import get_preset
+    from annotator.segmentation.train import train_model
     from db.engine import session_scope
     from db.models import Image, Mask
     from workflows.stage1 import load_pairs, plan_split, register_model, store_split

@@ -77,7 +77,8 @@ def tiny_checkpoint(tmp_path_factory, sample_data) -> Path:
     import dataclasses
 
     from annotator.segmentation.registry import get_spec
-    from annotator.segmentation.train import PRESETS, train_model
+    from annotator.segmentation.presets import PRESETS
+    from annotator.segmentation.train import train_model
 
     with (sample_data / "manifest.csv").open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["dataset"] == "Montgomery" and r["has_lung_mask"] == "1"][:2]

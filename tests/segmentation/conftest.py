@@ -43,7 +43,8 @@ def odd_images(sample_data) -> list[np.ndarray]:
 def tiny_run(seed_pairs, tmp_path_factory):
     """A tiny U-Net-ResNet18 (64 px) trained on two real images: (TrainResult, out_dir)."""
     from annotator.segmentation.registry import get_spec
-    from annotator.segmentation.train import PRESETS, train_model
+    from annotator.segmentation.presets import PRESETS
+    from annotator.segmentation.train import train_model
 
     out_dir = tmp_path_factory.mktemp("tiny-run")
     result = train_model(get_spec("unet-resnet18"), PRESETS["tiny"], seed_pairs[:2], seed_pairs[:2], out_dir,

@@ -11,7 +11,8 @@ import pytest
 from annotator.errors import ModelError, TrainingError, UnknownNameError
 from annotator.segmentation.checkpoint import load_checkpoint, weights_hash
 from annotator.segmentation.registry import get_spec
-from annotator.segmentation.train import PRESETS, TrainConfig, get_preset, train_model
+from annotator.segmentation.presets import PRESETS, TrainConfig, get_preset
+from annotator.segmentation.train import train_model
 
 
 def test_presets_carry_the_thesis_setting():

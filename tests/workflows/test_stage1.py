@@ -46,7 +46,7 @@ def seed_workspace(tmp_path_factory, sample_data):
 
 
 def _tiny(epochs: int = 2):
-    from annotator.segmentation.train import PRESETS
+    from annotator.segmentation.presets import PRESETS
 
     return dataclasses.replace(PRESETS["tiny"], max_epochs=epochs, min_steps_per_epoch=1, batch_size=8,
                                verify_fast_paths=False)

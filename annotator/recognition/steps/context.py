@@ -20,6 +20,7 @@ from annotator.imaging.io import read_image
 from annotator.recognition.config import PipelineConfig
 from annotator.recognition.dataset import Sample
 from annotator.recognition.steps.report import RunReport
+from annotator.segmentation.presets import TrainConfig, get_preset
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,8 @@ class RunContext:
         self.report.notes.append(text)
         self.echo(text)
 
-    def segmentation_config(self, budget_s: float | None):
+    def segmentation_config(self, budget_s: float | None) -> TrainConfig:
         """The segmentation preset's TrainConfig with this step's time budget."""
-        from annotator.segmentation.train import get_preset
-
         base = get_preset(self.config.segmentation_preset)
         return dataclasses.replace(base, max_train_s=budget_s if budget_s is not None else base.max_train_s,
                                    verify_fast_paths=False)
