@@ -52,6 +52,15 @@ NUMBER_BOUNDS: dict[str, tuple[float, float, str]] = {
 }
 
 
+def _workspace_folder(*parts: str) -> property:
+    """A folder of the workspace, read-only on the settings (``settings.models_path``)."""
+
+    def folder(self: Settings) -> Path:
+        return self.workspace_path.joinpath(*parts)
+
+    return property(folder, doc=f"<workspace>/{'/'.join(parts)}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
@@ -94,38 +103,15 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.workspace_path / 'annotator.db'}"
 
-    @property
-    def store_path(self) -> Path:
-        return self.workspace_path / "store"
-
-    @property
-    def image_store(self) -> Path:
-        return self.store_path / "images"
-
-    @property
-    def mask_store(self) -> Path:
-        return self.store_path / "masks"
-
-    @property
-    def originals_path(self) -> Path:
-        """Original files (DICOM with their headers, TIFF, 16-bit PNG): outside the store Label Studio serves."""
-        return self.workspace_path / "originals"
-
-    @property
-    def models_path(self) -> Path:
-        return self.workspace_path / "models"
-
-    @property
-    def exports_path(self) -> Path:
-        return self.workspace_path / "exports"
-
-    @property
-    def reports_path(self) -> Path:
-        return self.workspace_path / "reports"
-
-    @property
-    def labelstudio_data(self) -> Path:
-        return self.workspace_path / "labelstudio"
+    store_path = _workspace_folder("store")
+    image_store = _workspace_folder("store", "images")
+    mask_store = _workspace_folder("store", "masks")
+    # original files (DICOM with their headers, TIFF, 16-bit PNG): outside the store Label Studio serves
+    originals_path = _workspace_folder("originals")
+    models_path = _workspace_folder("models")
+    exports_path = _workspace_folder("exports")
+    reports_path = _workspace_folder("reports")
+    labelstudio_data = _workspace_folder("labelstudio")  # the bundled server's data folder
 
     @property
     def labelstudio_base_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Annotated
 
 from sqlalchemy import (
     JSON,
@@ -27,6 +28,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# column declarations the tables share (SQLAlchemy 2.0: a type alias carries its mapped_column)
+IntPk = Annotated[int, mapped_column(primary_key=True)]
+CreatedAt = Annotated[datetime, mapped_column(DateTime(timezone=True), default=utcnow)]
+ModelVersion = Annotated[str | None, mapped_column(String(128))]
+LsId = Annotated[int | None, mapped_column(Integer)]  # a Label Studio id
+ImageRef = Annotated[int, mapped_column(ForeignKey("images.id"), index=True)]
+RoundRef = Annotated[int | None, mapped_column(ForeignKey("rounds.id"))]
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict: JSON, list: JSON}
 
@@ -34,7 +44,7 @@ class Base(DeclarativeBase):
 class Image(Base):
     __tablename__ = "images"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPk]
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     store_path: Mapped[str] = mapped_column(String(512))  # relative to the workspace
     file_name: Mapped[str] = mapped_column(String(512))  # the first name it was imported under
@@ -50,7 +60,7 @@ class Image(Base):
     snr: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(32), default="pool", index=True)
     attributes: Mapped[dict] = mapped_column(JSON, default=dict)  # severity scores, finding, licence...
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[CreatedAt]
 
     sources: Mapped[list[ImageSource]] = relationship(back_populates="image", cascade="all, delete-orphan")
     masks: Mapped[list[Mask]] = relationship(back_populates="image", cascade="all, delete-orphan")
@@ -62,11 +72,11 @@ class ImageSource(Base):
     __tablename__ = "image_sources"
     __table_args__ = (UniqueConstraint("image_id", "original_path"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPk]
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     original_path: Mapped[str] = mapped_column(String(1024))
     layout: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[CreatedAt]
 
     image: Mapped[Image] = relationship(back_populates="sources")
 
@@ -77,17 +87,17 @@ class Mask(Base):
     __tablename__ = "masks"
     __table_args__ = (UniqueConstraint("image_id", "kind", "version"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPk]
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer)
     origin: Mapped[str] = mapped_column(String(16), index=True)
-    model_version: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[ModelVersion]
     author: Mapped[str | None] = mapped_column(String(128))
     store_path: Mapped[str] = mapped_column(String(512))
     file_hash: Mapped[str] = mapped_column(String(64))
     decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[CreatedAt]
 
     image: Mapped[Image] = relationship(back_populates="masks")
 
@@ -97,7 +107,7 @@ class Model(Base):
 
     __tablename__ = "models"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPk]
     model_version: Mapped[str] = mapped_column(String(128), unique=True)
     task: Mapped[str] = mapped_column(String(32), default="lung")  # lung | infection | classifier
     spec: Mapped[str] = mapped_column(String(128))  # e.g. unet-resnet18
@@ -108,23 +118,23 @@ class Model(Base):
     stage: Mapped[str | None] = mapped_column(String(16))  # stage1, round-3, stage3...
     is_working: Mapped[bool] = mapped_column(Boolean, default=False)
     parent_version: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[CreatedAt]
 
 
 class Round(Base):
     __tablename__ = "rounds"
     __table_args__ = (UniqueConstraint("stage", "number"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPk]
     stage: Mapped[int] = mapped_column(Integer)  # 2, 3 or 4
     number: Mapped[int] = mapped_column(Integer)
     size: Mapped[int] = mapped_column(Integer)
     strategy: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
-    model_version: Mapped[str | None] = mapped_column(String(128))
-    ls_project_id: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[ModelVersion]
+    ls_project_id: Mapped[LsId]
     summary: Mapped[dict] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[CreatedAt]
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -134,25 +144,28 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (UniqueConstraint("image_id", "round_id", "queue"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
-    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
+    id: Mapped[IntPk]
+    image_id: Mapped[ImageRef]
+    round_id: Mapped[RoundRef]
     queue: Mapped[str] = mapped_column(String(32))  # ra_review | md_advice | ra_adjust | best_of_six | md_verify
-    ls_project_id: Mapped[int | None] = mapped_column(Integer)
-    ls_task_id: Mapped[int | None] = mapped_column(Integer)
-    model_version: Mapped[str | None] = mapped_column(String(128))
+    ls_project_id: Mapped[LsId]
+    ls_task_id: Mapped[LsId]
+    model_version: Mapped[ModelVersion]
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | invalid
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[CreatedAt]
 
 
 class Decision(Base):
+    """One judgement of one image in one task: a person's (accept, reject, select, verified...) or the
+    system's, with what was judged (model version) and its Label Studio ids."""
+
     __tablename__ = "decisions"
     __table_args__ = (Index("ix_decisions_ls_annotation", "ls_annotation_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
-    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
+    id: Mapped[IntPk]
+    image_id: Mapped[ImageRef]
+    round_id: Mapped[RoundRef]
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     actor: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(8))
@@ -160,15 +173,15 @@ class Decision(Base):
     detail: Mapped[str | None] = mapped_column(String(64))  # e.g. the selected network m3
     lead_time_s: Mapped[float | None] = mapped_column(Float)
     comment: Mapped[str | None] = mapped_column(Text)
-    model_version: Mapped[str | None] = mapped_column(String(128))  # of the prediction judged
-    ls_project_id: Mapped[int | None] = mapped_column(Integer)
-    ls_task_id: Mapped[int | None] = mapped_column(Integer)
-    ls_annotation_id: Mapped[int | None] = mapped_column(Integer)
-    ls_prediction_id: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[ModelVersion]  # of the prediction judged
+    ls_project_id: Mapped[LsId]
+    ls_task_id: Mapped[LsId]
+    ls_annotation_id: Mapped[LsId]
+    ls_prediction_id: Mapped[LsId]
     ls_updated_at: Mapped[str | None] = mapped_column(String(64))
     valid: Mapped[bool] = mapped_column(Boolean, default=True)
     message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[CreatedAt]
 
 
 class Transition(Base):
@@ -176,24 +189,24 @@ class Transition(Base):
 
     __tablename__ = "transitions"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    id: Mapped[IntPk]
+    image_id: Mapped[ImageRef]
     event: Mapped[str] = mapped_column(String(32))
     from_state: Mapped[str] = mapped_column(String(32))
     to_state: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(8))
-    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id"))
-    model_version: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    round_id: Mapped[RoundRef]
+    model_version: Mapped[ModelVersion]
+    created_at: Mapped[CreatedAt]
 
 
 class SplitMember(Base):
     __tablename__ = "splits"
     __table_args__ = (UniqueConstraint("image_id", "name"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    id: Mapped[IntPk]
+    image_id: Mapped[ImageRef]
     name: Mapped[str] = mapped_column(String(32))  # a split scheme, e.g. "protocol" or "stage1"
     split: Mapped[str] = mapped_column(String(16))  # train | val | test
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[CreatedAt]

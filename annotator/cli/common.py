@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,15 +16,19 @@ from sqlalchemy.orm import Session
 
 from annotator.config import Settings, load_settings
 from annotator.errors import AnnotatorError, WorkspaceError
+from annotator.segmentation.presets import PRESETS
 from db.engine import migrate, session_scope
 from workflows.queues import push_queue, sync_queues
 from workflows.session import labelstudio_client
 
+T = TypeVar("T")
+
 console = Console()
 err_console = Console(stderr=True)
 
-# the --json flag every reporting command takes
+# options several commands take
 JsonFlag = Annotated[bool, typer.Option("--json", help="print the result as JSON (for scripts)")]
+TrainingPreset = Annotated[str, typer.Option(help=f"training preset: {' | '.join(PRESETS)}")]
 
 
 def settings_from(ctx: typer.Context) -> Settings:
@@ -72,13 +76,21 @@ def workspace_session(ctx: typer.Context, *, labelstudio: bool = False) -> Itera
         yield settings, session
 
 
-def push_tasks(settings: Settings, queue: str) -> dict:
+def in_transaction(ctx: typer.Context, work: Callable[..., T], *args, **kwargs) -> T:
+    """``work(session, settings, *args, **kwargs)``: one stage function in the command's transaction."""
+    with workspace_session(ctx) as (settings, session):
+        return work(session, settings, *args, **kwargs)
+
+
+def push_tasks(ctx: typer.Context, queue: str) -> dict:
     """Push ``queue``'s open tasks to Label Studio (a transaction of its own; idempotent)."""
+    settings = workspace_settings(ctx)
     return push_queue(settings, labelstudio_client(settings), queue)
 
 
-def sync_tasks(settings: Settings, queues: tuple[str, ...]) -> dict:
+def sync_tasks(ctx: typer.Context, queues: tuple[str, ...]) -> dict:
     """Read ``queues``' annotations back from Label Studio (a transaction of its own; idempotent)."""
+    settings = workspace_settings(ctx)
     return sync_queues(settings, labelstudio_client(settings), queues)
 
 

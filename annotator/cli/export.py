@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from annotator.cli.common import console, handle_errors, workspace_session
+from annotator.cli.common import console, handle_errors, in_transaction
 from annotator.errors import UnknownNameError
 from workflows.export import export_covid_qu_ex
 
@@ -23,7 +23,6 @@ def export(
     """Export images and lung masks by split, with lineage.csv and decisions.csv."""
     if layout not in LAYOUTS:
         raise UnknownNameError("export layout", layout, list(LAYOUTS))
-    with workspace_session(ctx) as (settings, session):
-        summary = export_covid_qu_ex(session, settings, out)
+    summary = in_transaction(ctx, export_covid_qu_ex, out)
     console.print(f"exported {summary.images} images {summary.by_split} and {summary.lineage_rows} lineage rows "
                   f"to {summary.out_path}", highlight=False)

@@ -20,10 +20,10 @@ def md_queue(
     as_json: JsonFlag = False,
 ) -> None:
     """Push unsure cases to the MDs; with --sync read their advice and push RA adjust tasks."""
-    settings = workspace_settings(ctx)
+    workspace_settings(ctx)  # an initialised workspace, or the error saying how to make one
     report: dict = {}
     if do_sync:
-        report = sync_tasks(settings, ("md_advice",))
-    report["pushed_md_advice"] = push_tasks(settings, "md_advice")
-    report["pushed_ra_adjust"] = push_tasks(settings, "ra_adjust")
+        report = sync_tasks(ctx, ("md_advice",))
+    report["pushed_md_advice"] = push_tasks(ctx, "md_advice")
+    report["pushed_ra_adjust"] = push_tasks(ctx, "ra_adjust")
     render_result(report, as_json, "MD queue")

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from annotator.cli.common import console
+from annotator.cli.common import console, err_console
 
 
 def _table(title: str, mapping: dict, key: str = "name", value: str = "count") -> Table:
@@ -28,6 +28,20 @@ def render_result(data: dict | list, as_json: bool, title: str) -> None:
     console.print(f"[bold]{title}[/]")
     for key, value in data.items():
         console.print(f"  {key}: {value}", highlight=False)
+
+
+def render_rounds(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        console.print(f"stage {r['stage']} round {r['number']}: {r['size']} images, {r['status']}", highlight=False)
+
+
+def render_invalid(messages: list[str]) -> None:
+    """Annotations a sync could not record (no decision, a mask of the wrong size...): left open in Label Studio."""
+    for message in messages:
+        err_console.print(f"[yellow]invalid annotation left open:[/] {message}", highlight=False)
 
 
 def render_status(report: dict) -> None:

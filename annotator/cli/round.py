@@ -3,23 +3,14 @@ idempotent Label Studio pushes and reads, so it can be killed and run again."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
 
-from annotator.cli.common import (
-    JsonFlag,
-    console,
-    err_console,
-    handle_errors,
-    push_tasks,
-    sync_tasks,
-    workspace_session,
-    workspace_settings,
-)
-from annotator.cli.render import render_result
+from annotator.cli.common import JsonFlag, TrainingPreset, handle_errors, in_transaction, push_tasks, sync_tasks
+from annotator.cli.common import workspace_session
+from annotator.cli.render import render_invalid, render_result, render_rounds
 from db.models import Round
 from workflows.stage2 import close_round, next_round
 
@@ -38,32 +29,24 @@ def round_next(
     """Choose the next images, pre-label them with the working network and push them to the RA queue."""
     with workspace_session(ctx, labelstudio=True) as (settings, session):
         report = next_round(session, settings, size=size or settings.round_size, strategy=strategy, seed=seed)
-    render_result({**report, "pushed": push_tasks(settings, "ra_review")}, as_json, "round started")
+    render_result({**report, "pushed": push_tasks(ctx, "ra_review")}, as_json, "round started")
 
 
 @app.command("sync")
 @handle_errors
 def round_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read the RAs' decisions (review and adjust queues) into the store; unsure cases go to the MD queue."""
-    settings = workspace_settings(ctx)
-    report = sync_tasks(settings, ("ra_review", "ra_adjust"))
-    report["pushed_md_advice"] = push_tasks(settings, "md_advice")
+    report = sync_tasks(ctx, ("ra_review", "ra_adjust"))
+    report["pushed_md_advice"] = push_tasks(ctx, "md_advice")
     render_result(report, as_json, "round sync")
-    for message in report["invalid"]:
-        err_console.print(f"[yellow]invalid annotation left open:[/] {message}", highlight=False)
+    render_invalid(report["invalid"])
 
 
 @app.command("close")
 @handle_errors
-def round_close(
-    ctx: typer.Context,
-    preset: Annotated[str, typer.Option(help="fine-tuning preset")] = "quick",
-    as_json: JsonFlag = False,
-) -> None:
+def round_close(ctx: typer.Context, preset: TrainingPreset = "quick", as_json: JsonFlag = False) -> None:
     """Close the round: refuses while tasks are undecided; else fine-tunes and swaps the working network."""
-    with workspace_session(ctx) as (settings, session):
-        summary = close_round(session, settings, preset)
-    render_result(summary, as_json, "round closed")
+    render_result(in_transaction(ctx, close_round, preset), as_json, "round closed")
 
 
 @app.command("status")
@@ -74,8 +57,4 @@ def round_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         rows = [{"stage": r.stage, "number": r.number, "size": r.size, "status": r.status, "strategy": r.strategy,
                  "model_version": r.model_version, "summary": r.summary}
                 for r in session.scalars(select(Round).order_by(Round.id))]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
-    else:
-        for r in rows:
-            console.print(f"stage {r['stage']} round {r['number']}: {r['size']} images, {r['status']}", highlight=False)
+    render_rounds(rows, as_json)

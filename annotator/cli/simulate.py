@@ -13,11 +13,13 @@ from workflows.queues import QUEUE_ORDER
 from workflows.session import labelstudio_client
 from workflows.simulator import ScriptedPeople, SimulationPolicy
 
+QUEUE_HELP = f"a queue to work, repeatable (default: every queue, {', '.join(QUEUE_ORDER)})"
+
 
 @handle_errors
 def simulate(
     ctx: typer.Context,
-    queue: Annotated[list[str] | None, typer.Option(help=f"queues to work, repeatable (default: all: {', '.join(QUEUE_ORDER)})")] = None,
+    queue: Annotated[list[str] | None, typer.Option(help=QUEUE_HELP)] = None,
     seed: Annotated[int, typer.Option(help="seed of the simulated people's choices")] = 0,
     as_json: JsonFlag = False,
 ) -> None:

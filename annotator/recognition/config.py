@@ -98,45 +98,46 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
 
+# Two CPU cores, <= 40 minutes on the 922-image sample: SqueezeNet 1.1 at 128 px for every
+# comparison (7 configurations x 5 folds), 6 epochs (3 left some folds at chance), minority classes
+# topped up to 150 images; U-Net-ResNet18 for lungs (240 training images) and infection under a time
+# budget (the engine's quick preset: 128 px, bf16).
+QUICK = PipelineConfig(
+    preset="quick",
+    infection_spec="unet-resnet18",
+    segmentation_preset="quick",
+    lung_budget_s=240.0,
+    infection_budget_s=60.0,
+    max_lung_train_images=240,
+    networks=("squeezenet",),
+    compare_network="squeezenet",
+    classifier=ClassifierSettings(input_size_px=128, epochs=6, batch_size=32, learning_rate=1e-3, balance_cap=150),
+    scorecam_examples=4,
+    scorecam_max_maps=64,
+    timing_images=10,
+)
+
+# Tests: the quick setting with tiny networks at 64 px, 2 folds, one epoch.
+TINY = dataclasses.replace(
+    QUICK,
+    preset="tiny",
+    segmentation_preset="tiny",
+    lung_budget_s=10.0,
+    infection_budget_s=5.0,
+    max_lung_train_images=8,
+    compare_preprocessing=("original", "stack"),
+    folds=2,
+    classifier=ClassifierSettings(input_size_px=64, epochs=1, batch_size=16, learning_rate=1e-3, balance_cap=60),
+    scorecam_examples=1,
+    scorecam_max_maps=16,
+    timing_images=2,
+)
+
 PIPELINE_PRESETS: dict[str, PipelineConfig] = {
     # The thesis: all eight networks, 224 px (299 for the Inceptions), 15 epochs, 5 folds, every Score-CAM map.
     "paper": PipelineConfig(),
-    # Two CPU cores, <= 40 minutes on the 922-image sample: SqueezeNet 1.1 at 128 px for every
-    # comparison (7 configurations x 5 folds), 6 epochs (3 left some folds at chance), minority classes
-    # topped up to 150 images; U-Net-ResNet18 for lungs (240 training images) and infection under a time
-    # budget (the engine's quick preset: 128 px, bf16).
-    "quick": PipelineConfig(
-        preset="quick",
-        infection_spec="unet-resnet18",
-        segmentation_preset="quick",
-        lung_budget_s=240.0,
-        infection_budget_s=60.0,
-        max_lung_train_images=240,
-        networks=("squeezenet",),
-        compare_network="squeezenet",
-        classifier=ClassifierSettings(input_size_px=128, epochs=6, batch_size=32, learning_rate=1e-3, balance_cap=150),
-        scorecam_examples=4,
-        scorecam_max_maps=64,
-        timing_images=10,
-    ),
-    # Tests: tiny networks at 64 px, 2 folds, one epoch.
-    "tiny": PipelineConfig(
-        preset="tiny",
-        infection_spec="unet-resnet18",
-        segmentation_preset="tiny",
-        lung_budget_s=10.0,
-        infection_budget_s=5.0,
-        max_lung_train_images=8,
-        networks=("squeezenet",),
-        input_modes=("plain", "segmented"),
-        compare_preprocessing=("original", "stack"),
-        compare_network="squeezenet",
-        folds=2,
-        classifier=ClassifierSettings(input_size_px=64, epochs=1, batch_size=16, learning_rate=1e-3, balance_cap=60),
-        scorecam_examples=1,
-        scorecam_max_maps=16,
-        timing_images=2,
-    ),
+    "quick": QUICK,
+    "tiny": TINY,
 }
 
 
