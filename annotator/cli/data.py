@@ -10,8 +10,14 @@ import typer
 from rich.markup import escape
 
 from annotator.cli.common import console, err_console, handle_errors, require_workspace, settings_from
+from annotator.cli.render import render_import_summary
+from annotator.credentials import with_workspace_secrets
+from annotator.ingest.importer import import_items, list_items
 from annotator.ingest.layouts import LAYOUTS, printable
+from annotator.ingest.validate import validate_store
 from annotator.progress import progress_bar
+from annotator.workspace import init_workspace
+from db.engine import session_scope
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,12 +43,6 @@ def import_(
     0 every item is in the store, 3 partial (some items refused, the rest imported), 1 nothing imported
     (the command failed, nothing was found, or every item was refused).
     """
-    from annotator.cli.render import render_import_summary
-    from annotator.ingest.importer import import_items, list_items
-    from annotator.credentials import with_workspace_secrets
-    from annotator.workspace import init_workspace
-    from db.engine import session_scope
-
     settings = settings_from(ctx)
     items = list_items(path, layout, cls)  # a bad layout or folder fails before anything is written
     init_workspace(settings)
@@ -71,9 +71,6 @@ def import_(
 @handle_errors
 def validate(ctx: typer.Context) -> None:
     """Re-check the store: every image and mask file exists, decodes, has its hash and its image's size."""
-    from annotator.ingest.validate import validate_store
-    from db.engine import session_scope
-
     settings = settings_from(ctx)
     url = require_workspace(settings)
     with session_scope(url) as session, progress_bar("validating the store", unit="files") as bar:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
 from annotator.cli.common import console, handle_errors, settings_from
+from annotator.credentials import SECRET_FIELDS, default_value, secrets_path
+from annotator.labelstudio.server import server_status, start_server, stop_server
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,8 +24,6 @@ def start(
     timeout: Annotated[float, typer.Option(help="seconds to wait for its health")] = 180.0,
 ) -> None:
     """Start Label Studio with its data in the workspace; prints the URL (`credentials` prints the login)."""
-    from annotator.labelstudio.server import start_server
-
     settings = settings_from(ctx)
     if port is not None:
         settings = settings.model_copy(update={"labelstudio_port": port})
@@ -38,8 +39,6 @@ def start(
 @handle_errors
 def stop(ctx: typer.Context) -> None:
     """Stop the workspace's Label Studio (by the process id recorded at start)."""
-    from annotator.labelstudio.server import stop_server
-
     stopped = stop_server(settings_from(ctx))
     console.print("Label Studio stopped" if stopped else "Label Studio was not running")
 
@@ -48,10 +47,6 @@ def stop(ctx: typer.Context) -> None:
 @handle_errors
 def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Is the workspace's Label Studio running and healthy? Exit code 1 when it is not."""
-    from dataclasses import asdict
-
-    from annotator.labelstudio.server import server_status
-
     state = server_status(settings_from(ctx))
     if as_json:
         typer.echo(json.dumps(asdict(state), indent=2))
@@ -66,8 +61,6 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
 @handle_errors
 def credentials(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Print the login and tokens of this workspace (the only command that shows them)."""
-    from annotator.credentials import SECRET_FIELDS, default_value, secrets_path
-
     settings = settings_from(ctx)
     values = {"labelstudio_url": settings.labelstudio_base_url, "labelstudio_username": settings.labelstudio_username,
               **{name: getattr(settings, name) for name in SECRET_FIELDS[:3]}}

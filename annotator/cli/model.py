@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,9 +11,35 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
 from annotator.cli.common import console, handle_errors, require_workspace, settings_from
 from annotator.errors import AnnotatorError, ModelError
+from annotator.evaluation.metrics import segmentation_scores
+from annotator.imaging.io import read_image, read_mask
+from annotator.ingest.importer import list_items
+from annotator.ingest.layouts import ImportItem
+from annotator.segmentation.presets import get_preset
+from annotator.segmentation.registry import (
+    SPECS,
+    THESIS_PARAMS_M,
+    get_spec,
+    list_specs,
+    normalize_name,
+    stored_parameters,
+)
+from db.engine import session_scope
+from db.models import Image, Mask, SplitMember
+from workflows.stage1 import (
+    SEED_DATASETS,
+    SPLIT_NAME,
+    load_pairs,
+    plan_split,
+    register_model,
+    resolve_checkpoint,
+    seed_lung_masks,
+    store_split,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -27,7 +54,6 @@ def _set_threads(settings) -> None:
 @handle_errors
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """The 15 architecture x encoder networks with their trainable parameters (1 gray channel in, 2 out)."""
-    from annotator.segmentation.registry import THESIS_PARAMS_M, list_specs, stored_parameters
 
     rows = []
     for spec in list_specs():  # stored counts: no network is built, torch is not imported
@@ -56,14 +82,7 @@ def train(
     force: Annotated[bool, typer.Option(help="start afresh instead of resuming")] = False,
 ) -> None:
     """Train one network on the workspace's current lung masks (fixed train/val split) and register it."""
-    from sqlalchemy import select
-
-    from annotator.segmentation.registry import get_spec
-    from annotator.segmentation.presets import get_preset
     from annotator.segmentation.train import train_model
-    from db.engine import session_scope
-    from db.models import Image, Mask
-    from workflows.stage1 import load_pairs, plan_split, register_model, store_split
 
     settings = settings_from(ctx)
     url = require_workspace(settings)
@@ -98,10 +117,6 @@ def train(
 
 
 def _external_pairs(path: Path, layout: str, datasets: list[str] | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    from annotator.imaging.io import read_image, read_mask
-    from annotator.ingest.importer import list_items
-    from annotator.ingest.layouts import ImportItem
-
     pairs = []
     for item in list_items(path, layout):
         if not isinstance(item, ImportItem) or item.lung_mask_path is None:
@@ -117,10 +132,6 @@ def _external_pairs(path: Path, layout: str, datasets: list[str] | None) -> list
 
 
 def _workspace_pairs(settings, session, split: str, datasets: list[str] | None):
-    from workflows.stage1 import SEED_DATASETS, SPLIT_NAME, load_pairs, seed_lung_masks
-    from db.models import SplitMember
-    from sqlalchemy import select
-
     rows = seed_lung_masks(session, datasets or SEED_DATASETS)
     members = dict(session.execute(select(SplitMember.image_id, SplitMember.split)
                                    .where(SplitMember.name == SPLIT_NAME)).all())
@@ -141,10 +152,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="print {dsc, iou, accuracy, n} as JSON")] = False,
 ) -> None:
     """Table 5 row of a network: pixel accuracy, IoU and DSC with 95% intervals on a collection."""
-    from annotator.evaluation.metrics import segmentation_scores
     from annotator.segmentation.predict import Predictor
-    from db.engine import session_scope
-    from workflows.stage1 import resolve_checkpoint
 
     settings = settings_from(ctx)
     _set_threads(settings)
@@ -193,9 +201,6 @@ def table_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the table as JSON")] = False,
 ) -> None:
     """Table 11 style: trainable parameters and ms per image (model only, batch 1) per backend."""
-    from annotator.segmentation.registry import SPECS, normalize_name
-    from db.engine import session_scope
-    from workflows.stage1 import resolve_checkpoint
 
     settings = settings_from(ctx)
     _set_threads(settings)
@@ -205,8 +210,6 @@ def table_cmd(
     rows = []
     for ref in model:
         if normalize_name(ref) in SPECS and not Path(ref).is_file():
-            import tempfile
-
             import torch
 
             from annotator.segmentation.checkpoint import save_checkpoint

@@ -1,6 +1,7 @@
 """`annotator train-pipeline` and `annotator predict`: the recognition pipeline's root commands.
 
-Both import torch only inside the command, so the CLI starts without it.
+Both import torch only inside the command (through the training engine and the loaded networks), so the
+CLI starts without it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from typing import Annotated
 import typer
 
 from annotator.cli.common import console, err_console, handle_errors, require_workspace, settings_from
+from annotator.imaging.io import read_image
 from annotator.progress import progress_bar, track
+from annotator.recognition.config import load_pipeline_config
+from annotator.recognition.predict import CURRENT_NAME, RecognitionPredictor
+from annotator.recognition.report import write_report
+from db.engine import session_scope
 
 
 def _set_threads(settings) -> None:
@@ -30,14 +36,11 @@ def train_pipeline_command(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
 ) -> None:
     """Train the lung, infection and classification networks; evaluate; write the report folder."""
-    from annotator.recognition.config import load_pipeline_config
-
     settings = settings_from(ctx)
     config = load_pipeline_config(preset, config_file)
     url = require_workspace(settings)
     _set_threads(settings)
     from annotator.recognition.pipeline import train_pipeline
-    from db.engine import session_scope
 
     with session_scope(url) as session:
         result = train_pipeline(settings, session, config, report, progress=not no_progress,
@@ -59,16 +62,10 @@ def predict_command(
     no_saliency: Annotated[bool, typer.Option("--no-saliency", help="skip Score-CAM")] = False,
 ) -> None:
     """Lung and infection masks, infected share per lung, COVID-19 yes/no, class probabilities, Score-CAM."""
-    from annotator.imaging.io import read_image
-    from annotator.recognition.predict import CURRENT_NAME
-
     settings = settings_from(ctx)
     manifest = pipeline or settings.models_path / "recognition" / CURRENT_NAME
     pixels = [(path, read_image(path)) for path in images]  # a corrupt image fails here, before loading models
     _set_threads(settings)
-    from annotator.recognition.predict import RecognitionPredictor
-    from annotator.recognition.report import write_report
-
     predictor = RecognitionPredictor.from_manifest(manifest, backend=settings.predict_backend, device=settings.device)
     results = []
     try:

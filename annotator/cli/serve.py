@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from annotator.cli.common import console, handle_errors, settings_from
+from annotator.credentials import check_bind
+from annotator.labelstudio.client import LabelStudio
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -26,9 +29,6 @@ def backend(
     ] = None,
 ) -> None:
     """Load the network once and serve /health, /setup, /predict, /webhook until Ctrl-C."""
-    import threading
-
-    from annotator.credentials import check_bind
     from ml_backend.server import build_app, make_backend_server
 
     settings = settings_from(ctx)
@@ -44,8 +44,6 @@ def backend(
     console.print(f"ML backend at [bold]{url}[/] serving {app_.holder.model_version}")
     console.print("token: `annotator labelstudio credentials` (Label Studio: basic auth, any user, token as password)")
     if connect:
-        from annotator.labelstudio.client import LabelStudio
-
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         thread.start()  # Label Studio calls /setup while we connect
         ls = LabelStudio(settings)

@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from annotator.cli.common import console, handle_errors, require_workspace, settings_from
+from db.engine import session_scope
+from workflows.stage1 import run_stage1
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -23,9 +25,6 @@ def run(
 ) -> None:
     """Train U-Net-ResNet18, U-Net-DenseNet121 and U-Net-ResNet50 on the Montgomery/Shenzhen seed masks,
     register all three and mark the best by validation DSC as the working network."""
-    from db.engine import session_scope
-    from workflows.stage1 import run_stage1
-
     settings = settings_from(ctx)
     url = require_workspace(settings)
     from annotator.segmentation.runtime import configure_threads
