@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from annotator.errors import ModelError, TrainingError, UnknownNameError
+from annotator.evaluation.metrics import classification_report, confusion_matrix
 from annotator.recognition.augmentation import IDENTITY, augment, balance_plan
 from annotator.recognition.preprocessing import check_input_mode, check_scheme, prepare
 
@@ -352,8 +353,6 @@ class Classifier:
                  lung_masks: Sequence[np.ndarray] | None = None) -> dict:
         """Confusion matrix and per-class report on labelled images (labels are class names). A label the
         classifier was never trained on is refused before anything runs: its figures would be meaningless."""
-        from annotator.evaluation.metrics import classification_report, confusion_matrix
-
         if len(images) != len(labels):
             raise ModelError(f"{len(images)} images but {len(labels)} labels")
         unseen = sorted({str(c) for c in labels} - set(self.class_names))

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.errors import TrainingError
 from annotator.imaging.io import read_image, read_mask
+from db.models import Image, Mask, SplitMember
 
 PROTOCOL_SPLIT = "protocol"
 
@@ -69,8 +70,6 @@ def samples_from_manifest(root: Path, classes: Sequence[str] | None = None) -> l
 
 def samples_from_store(session: Session, settings: Settings) -> list[Sample]:
     """Every image of the workspace with its newest lung and infection mask and its protocol split."""
-    from db.models import Image, Mask, SplitMember
-
     root = settings.workspace_path
     newest: dict[tuple[int, str], tuple[int, str]] = {}
     for image_id, kind, version, path in session.execute(select(Mask.image_id, Mask.kind, Mask.version, Mask.store_path)):
