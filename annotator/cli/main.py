@@ -21,7 +21,7 @@ from annotator.workspace import init_workspace
 
 # `annotator --help` lists the commands in the order a campaign uses them; any other command follows
 COMMAND_ORDER = ("init", "data", "labelstudio", "stage1", "serve", "round", "md", "stage3", "stage4", "export",
-                 "model", "train-pipeline", "predict", "status", "simulate", "demo")
+                 "model", "train-pipeline", "predict", "evaluate-pipeline", "status", "simulate", "demo")
 
 
 class ProtocolOrderGroup(TyperGroup):

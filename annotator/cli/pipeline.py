@@ -14,8 +14,10 @@ import typer
 
 from annotator.cli.common import console, err_console, handle_errors, require_workspace, settings_from
 from annotator.imaging.io import read_image
+from annotator.ingest.layouts import get_layout
 from annotator.progress import progress_bar, track
 from annotator.recognition.config import load_pipeline_config
+from annotator.recognition.external import evaluate_collection
 from annotator.recognition.predict import CURRENT_NAME, RecognitionPredictor
 from annotator.recognition.report import write_report
 from db.engine import session_scope
@@ -94,18 +96,12 @@ def evaluate_pipeline_command(
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
 ) -> None:
     """Score a trained pipeline on any collection: lung and infection DSC, detection, classification."""
-    from annotator.ingest.layouts import get_layout
-    from annotator.recognition.predict import CURRENT_NAME
-
     settings = settings_from(ctx)
     reader = get_layout(layout)  # a wrong name fails here, listing the layouts
     if not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
     manifest = pipeline or settings.models_path / "recognition" / CURRENT_NAME
     _set_threads(settings)
-    from annotator.recognition.external import evaluate_collection
-    from annotator.recognition.predict import RecognitionPredictor
-
     predictor = RecognitionPredictor.from_manifest(manifest, backend=settings.predict_backend, device=settings.device)
     items = list(reader(data))  # listing is cheap; the images are read while scoring
     try:
