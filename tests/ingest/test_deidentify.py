@@ -94,7 +94,8 @@ def test_the_original_lives_outside_the_served_store_and_tasks_see_the_view(tmp_
     assert image.patient_id == MRN
     assert _files_holding(settings.store_path, NAME.encode()) == []  # nothing Label Studio serves names her
     assert _files_holding(settings.store_path, MRN.encode()) == []
-    from annotator.labelstudio.client import LabelStudio, TaskIn
+    from annotator.labelstudio.client import LabelStudio
+    from annotator.labelstudio.tasks import TaskIn
 
     payload = LabelStudio(settings).task_payload(TaskIn(image.id, "ra_review", view), pixels.shape)
     assert payload["data"]["image"] == f"/data/local-files/?d={view.relative_to(settings.store_path).as_posix()}"

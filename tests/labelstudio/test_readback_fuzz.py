@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotator.errors import AnnotatorError
-from annotator.labelstudio.client import brush_result, prediction_payload
+from annotator.labelstudio.tasks import brush_result, prediction_payload
 from annotator.labelstudio.readback import AnnotationOut, parse_annotation, parse_tasks
 
 
