@@ -12,6 +12,8 @@ import math
 import os
 import re
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -193,6 +195,55 @@ def load_settings(workspace: Path | None = None, config_file: Path | None = None
     try:
         return Settings(**values)
     except ValidationError as exc:  # one line: the setting, its value and source, what is allowed
-        from annotator.config_reference import explain_error
-
         raise ConfigError(explain_error(exc, file_path)) from exc
+
+
+SECRET_WORDS = ("password", "token", "secret", "key")  # a setting named so is masked too, declared or not
+
+
+def is_secret(name: str) -> bool:
+    return name in SECRET_FIELDS or any(word in name for word in SECRET_WORDS)
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def env_variables() -> set[str]:
+    return {k.upper() for k in os.environ if k.upper().startswith(ENV_PREFIX)}
+
+
+# -- a bad value, in one line ---------------------------------------------------------------------------
+def _allowed_by_type(annotation) -> str:
+    """'a whole number', "one of: eager, bf16, onnx", ... from a field's type."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        parts = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return (_allowed_by_type(parts[0]) + " or unset") if len(parts) == 1 else "a valid value"
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of: " + ", ".join(str(a) for a in typing.get_args(annotation))
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "text",
+            Path: "a path"}.get(annotation, "a valid value")
+
+
+def explain_error(exc: ValidationError, file_path: Path | None = None) -> str:
+    """One line for every problem of ``exc``: which setting, the value given, where it came from, what is
+    allowed (a setting that does not exist lists those that do)."""
+    env = env_variables()
+    problems = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        value = err.get("input")
+        where = (f"environment {env_name(name)}" if env_name(name) in env
+                 else f"file {file_path}" if file_path else "given")
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {name!r} ({where}); known: {', '.join(Settings.model_fields)}")
+            continue
+        shown = masked(str(value)) if is_secret(name) else repr(value)
+        message = str(err.get("msg", ""))
+        if err["type"] == "value_error":
+            allowed = message.removeprefix("Value error, ").removeprefix("allowed: ")
+        else:
+            field = Settings.model_fields.get(name)
+            allowed = _allowed_by_type(field.annotation) if field is not None else message
+        problems.append(f"{name} = {shown} ({where}) is not allowed; allowed: {allowed}")
+    return "invalid setting: " + "; ".join(problems)

@@ -8,17 +8,12 @@ only describes them. A field's own ``Field(description=...)`` wins over ``DESCRI
 from __future__ import annotations
 
 import os
-import types
-import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
+from annotator.config import ENV_PREFIX, Settings, env_name, env_variables, is_secret, load_settings, settings_file
+from annotator.credentials import masked, read_secrets
 
-from annotator.config import ENV_PREFIX, Settings, load_settings, settings_file
-from annotator.credentials import SECRET_FIELDS, masked, read_secrets
-
-SECRET_WORDS = ("password", "token", "secret", "key")  # a setting named so is masked too, declared or not
 NOT_SETTINGS = {ENV_PREFIX + "CONFIG"}  # variables read besides the settings: the file's path
 
 DESCRIPTIONS: dict[str, str] = {
@@ -54,10 +49,6 @@ class SettingRow:
     secret: bool
 
 
-def is_secret(name: str) -> bool:
-    return name in SECRET_FIELDS or any(word in name for word in SECRET_WORDS)
-
-
 def description(name: str) -> str:
     field = Settings.model_fields[name]
     return field.description or DESCRIPTIONS.get(name, "")
@@ -73,18 +64,10 @@ def _shown(name: str, value: object) -> object:
     return value
 
 
-def env_name(name: str) -> str:
-    return ENV_PREFIX + name.upper()
-
-
-def _env_keys() -> set[str]:
-    return {k.upper() for k in os.environ if k.upper().startswith(ENV_PREFIX)}
-
-
 def unknown_variables() -> list[str]:
     """ANNOTATOR_* variables that name no setting (a typo is otherwise ignored silently)."""
     known = {env_name(n) for n in Settings.model_fields} | NOT_SETTINGS
-    return sorted(_env_keys() - known)
+    return sorted(env_variables() - known)
 
 
 def describe_settings(workspace: Path | None = None, config_file: Path | None = None,
@@ -96,7 +79,7 @@ def describe_settings(workspace: Path | None = None, config_file: Path | None = 
 
     in_file = set(_read_file(file_path)) if file_path else set()
     in_secrets = set(read_secrets(settings.workspace_path))
-    env = _env_keys()
+    env = env_variables()
     rows = []
     for name, field in Settings.model_fields.items():
         if name == "workspace" and workspace_from_option:
@@ -132,39 +115,3 @@ def markdown_table(rows: list[dict] | list[SettingRow]) -> str:
     for r in rows:
         lines.append(f"| `{r['name']}` | `{r['env']}` | {_cell(r['name'], r['default'])} | {r['description']} |")
     return "\n".join(lines) + "\n"
-
-
-# -- a bad value, in one line ---------------------------------------------------------------------------
-def _allowed_by_type(annotation) -> str:
-    """'a whole number', "one of: eager, bf16, onnx", ... from a field's type."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        parts = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return (_allowed_by_type(parts[0]) + " or unset") if len(parts) == 1 else "a valid value"
-    if typing.get_origin(annotation) is typing.Literal:
-        return "one of: " + ", ".join(str(a) for a in typing.get_args(annotation))
-    return {int: "a whole number", float: "a number", bool: "true or false", str: "text",
-            Path: "a path"}.get(annotation, "a valid value")
-
-
-def explain_error(exc: ValidationError, file_path: Path | None = None) -> str:
-    """One line for every problem of ``exc``: which setting, the value given, where it came from, what is
-    allowed (a setting that does not exist lists those that do)."""
-    env = _env_keys()
-    problems = []
-    for err in exc.errors():
-        name = str(err["loc"][0]) if err["loc"] else "?"
-        value = err.get("input")
-        where = (f"environment {env_name(name)}" if env_name(name) in env
-                 else f"file {file_path}" if file_path else "given")
-        if err["type"] == "extra_forbidden":
-            problems.append(f"unknown setting {name!r} ({where}); known: {', '.join(Settings.model_fields)}")
-            continue
-        shown = masked(str(value)) if is_secret(name) else repr(value)
-        message = str(err.get("msg", ""))
-        if err["type"] == "value_error":
-            allowed = message.removeprefix("Value error, ").removeprefix("allowed: ")
-        else:
-            field = Settings.model_fields.get(name)
-            allowed = _allowed_by_type(field.annotation) if field is not None else message
-        problems.append(f"{name} = {shown} ({where}) is not allowed; allowed: {allowed}")
-    return "invalid setting: " + "; ".join(problems)
