@@ -7,7 +7,6 @@ only describes them. A field's own ``Field(description=...)`` wins over ``DESCRI
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
