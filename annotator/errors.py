@@ -63,3 +63,7 @@ class LabelStudioError(AnnotatorError):
 
 class ProtocolError(AnnotatorError):
     """An event that the protocol does not allow in an image's current state."""
+
+
+class DatabaseBusyError(AnnotatorError):
+    """Another process held the database's write lock for longer than we wait."""

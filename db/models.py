@@ -158,10 +158,13 @@ class Task(Base):
 
 class Decision(Base):
     """One judgement of one image in one task: a person's (accept, reject, select, verified...) or the
-    system's, with what was judged (model version) and its Label Studio ids."""
+    system's, with what was judged (model version) and its Label Studio ids. A Label Studio annotation
+    version that could not be applied is kept quarantined (``valid`` false, ``message`` says why). Each
+    (annotation id, update time) is read at most once, whoever syncs."""
 
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_ls_annotation", "ls_annotation_id"),)
+    __table_args__ = (Index("ix_decisions_ls_annotation", "ls_annotation_id"),
+                      Index("uq_decisions_annotation_version", "ls_annotation_id", "ls_updated_at", unique=True))
 
     id: Mapped[IntPk]
     image_id: Mapped[ImageRef]

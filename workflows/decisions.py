@@ -25,7 +25,8 @@ HANDLERS: dict[tuple[str, str], Handler] = {}
 @dataclass
 class SyncReport:
     recorded: dict[str, int] = field(default_factory=dict)
-    invalid: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # not applied: the annotation is malformed
+    invalid: list[str] = field(default_factory=list)  # not applied: the protocol cannot take it now
     edited: int = 0
     skipped: int = 0
     new_tasks: dict[str, int] = field(default_factory=dict)
@@ -34,8 +35,8 @@ class SyncReport:
         self.recorded[what] = self.recorded.get(what, 0) + 1
 
     def as_dict(self) -> dict:
-        return {"recorded": self.recorded, "invalid": self.invalid, "edited": self.edited, "skipped": self.skipped,
-                "new_tasks": self.new_tasks}
+        return {"recorded": self.recorded, "quarantined": self.quarantined, "invalid": self.invalid,
+                "edited": self.edited, "skipped": self.skipped, "new_tasks": self.new_tasks}
 
 
 def load_handlers() -> None:
@@ -66,6 +67,12 @@ def _decision_seen(session: Session, annotation) -> Decision | None:
                           .order_by(Decision.id.desc()).limit(1))
 
 
+def _applied(session: Session, annotation) -> bool:
+    """Was an earlier version of this annotation applied (a later one may have been quarantined since)?"""
+    return session.scalar(select(Decision.id).where(Decision.ls_annotation_id == annotation.ls_annotation_id,
+                                                    Decision.valid.is_(True)).limit(1)) is not None
+
+
 def _record(session: Session, task: Task, annotation, decision: str, role: str, valid: bool = True,
             message: str | None = None, detail: str | None = None) -> Decision:
     row = Decision(
@@ -93,9 +100,10 @@ def apply_annotation(session: Session, settings: Settings, task: Task, annotatio
     if not annotation.valid:
         if previous is None or previous.message != annotation.message:
             _record(session, task, annotation, annotation.decision or "none", role, valid=False, message=annotation.message)
-            report.invalid.append(f"image {image.id} (task {task.ls_task_id}): {annotation.message}")
+            report.quarantined.append(f"image {image.id} (task {task.ls_task_id}, annotation "
+                                      f"{annotation.ls_annotation_id}): {annotation.message}")
         return
-    if previous is not None and previous.valid:  # edited after it was synced: the newer one wins
+    if previous is not None and _applied(session, annotation):  # edited after it was synced: the newer one wins
         if image.state not in protocol.REOPENABLE:
             report.invalid.append(f"image {image.id}: decision edited after sync, but the image moved on "
                                   f"(state {image.state}); the edit is recorded, not applied")

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError, ImageReadError
 from annotator.imaging.io import read_image, write_png
 from annotator.progress import track
@@ -159,6 +160,7 @@ def _write_export(session: Session, settings: Settings, out_path: Path,
             write_png(folder / "images" / name, read_image(settings.workspace_path / image.store_path))
             write_png(folder / "lung masks" / name, read_image(settings.workspace_path / mask_row.store_path))
             by_split[split] = by_split.get(split, 0) + 1
+            crash_point("export.after_image")
             decisions = list(session.scalars(select(Decision).where(Decision.image_id == image.id).order_by(Decision.id)))
             described = "; ".join(
                 f"{d.decision} by {d.actor} ({d.role}) at {d.created_at:%Y-%m-%d %H:%M:%S}"

@@ -11,10 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.crashpoint import crash_point
 from annotator.imaging.io import read_mask
 from annotator.progress import progress_bar, track
 from db.engine import session_scope
 from db.models import Image, Mask, Task
+from workflows.quarantine import apply_isolated
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ def push(session: Session, settings: Settings, ls, queue: str, progress: bool = 
     project_id = ls.ensure_project(queue)
     with progress_bar(f"pushing {queue} tasks", total=len(pending), enabled=progress, unit="tasks") as bar:
         result = ls.import_tasks(project_id, [_task_in(settings, session, t) for t in pending], progress=bar.advance)
+    crash_point("push.after_import")
     from annotator.labelstudio.tasks import task_key
 
     for task in pending:
@@ -78,7 +81,8 @@ def latest_annotations(annotations: list) -> dict[int, object]:
 
 
 def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, report, progress: bool = True) -> None:
-    """Read back every annotation of ``queue``'s project and hand each to ``apply`` (which records it once)."""
+    """Read back every annotation of ``queue``'s project and hand each to ``apply`` (which records it once),
+    each in a savepoint of its own: a malformed one is quarantined, the others are applied."""
     project_ids = set(session.scalars(select(Task.ls_project_id).where(Task.queue == queue,
                                                                         Task.ls_project_id.is_not(None))))
     for project_id in sorted(project_ids):
@@ -89,7 +93,8 @@ def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, 
             task = by_task.get(ls_task_id)
             if task is None:
                 continue  # a task someone added by hand in Label Studio: not ours
-            apply(session, settings, task, annotation, report)
+            apply_isolated(session, settings, task, annotation, apply, report)
+            crash_point("sync.after_decision")
 
 
 def push_queue(settings: Settings, ls, queue: str, progress: bool = True) -> dict:

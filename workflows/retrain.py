@@ -15,7 +15,6 @@ network learns the collection's look from the first round on instead of after it
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.crashpoint import crash_point
+from annotator.durability import copy_durably
 from annotator.errors import AnnotatorError
 from annotator.imaging.io import read_image, read_mask
 from db.models import Image, Mask, Model, SplitMember
@@ -164,11 +165,12 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
             mark_working(session, init_from)
         return init_from
     final = settings.models_path / f"{result.model_version}.pt"
-    if not final.exists():
-        shutil.copyfile(result.checkpoint_path, final)
+    if not final.exists():  # copied aside and renamed: a crash never leaves a torn file under this name
+        copy_durably(result.checkpoint_path, final)
     onnx = Path(result.checkpoint_path).with_name(f"{result.model_version}.onnx")
     if onnx.is_file() and not final.with_suffix(".onnx").exists():
-        shutil.copyfile(onnx, final.with_suffix(".onnx"))
+        copy_durably(onnx, final.with_suffix(".onnx"))
+    crash_point("train.after_training")
     row = register_model(session, model_version=result.model_version, spec=spec.name, preset=config.name,
                          checkpoint_path=str(final.relative_to(settings.workspace_path)), metrics=result.metrics,
                          snapshot=snapshot, stage=stage, parent_version=init_from.model_version if init_from else None)

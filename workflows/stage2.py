@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
 from annotator.imaging.io import read_image, read_mask
 from annotator.ingest.importer import add_mask
@@ -296,6 +297,7 @@ def close_round(session: Session, settings: Settings, preset: str, progress: boo
     round_.status = "closed"
     round_.closed_at = datetime.now(timezone.utc)
     session.flush()
+    crash_point("close.after_publish")
     return summary
 
 

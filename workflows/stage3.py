@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
 from annotator.imaging.io import read_image
 from annotator.labelstudio.grid import write_best_of_six
@@ -81,6 +82,7 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
             models.append(train_on_repository(session, settings, name, preset, stage="stage3", data=data,
                                               init_from=working if name in warm else None, progress=progress))
             bar.advance()
+    crash_point("stage3.after_training")
     predictors = [Predictor.from_checkpoint(settings.workspace_path / m.checkpoint_path, backend="eager") for m in models]
     round_ = Round(stage=STAGE, number=1, size=0, strategy="all-remaining", status="open",
                    summary={"networks": list(networks), "model_versions": [m.model_version for m in models],
@@ -109,6 +111,7 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
                                                       "model_versions": [m.model_version for m in models]}))
     round_.size = len(pool)
     session.flush()
+    crash_point("stage3.after_tasks")
     return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool), warm)
 
 
@@ -169,6 +172,7 @@ def close_stage3(session: Session, settings: Settings, preset: str, progress: bo
     parent = session.scalar(select(Model).where(Model.model_version == versions[best_name]))
     main = train_on_repository(session, settings, best_name, preset, stage="stage3-main", init_from=parent,
                                progress=progress, make_working=True)
+    crash_point("stage3.close.after_training")
     summary = {**round_.summary, "picks": counts, "picks_by_network": by_network, "denied": counts.get("deny", 0),
                "main_network": best_name, "main_model_version": main.model_version,
                "val_dsc": (main.metrics or {}).get("val_dsc")}

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
 from annotator.ingest.importer import add_mask
 from db.models import Image, Round, Task
@@ -50,6 +51,7 @@ def sample(session: Session, settings: Settings, fraction: float = 0.2, seed: in
                          payload={"mask_id": mask.id, "mask_model_version": mask.model_version,
                                   "mask_origin": mask.origin}))
     session.flush()
+    crash_point("stage4.after_sample")
     return {"round_id": round_.id, "sampled": len(chosen), "fraction": fraction, "repository": len(images)}
 
 
@@ -84,4 +86,5 @@ def finish(session: Session, seed: int = 0) -> dict:
     round_.status = "closed"
     round_.summary = {**round_.summary, "splits": counts}
     session.flush()
+    crash_point("stage4.after_splits")
     return {"waiting": 0, "splits": counts}

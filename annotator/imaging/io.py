@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from annotator.durability import write_bytes_durably
 from annotator.errors import ImageReadError, MaskError
 from annotator.imaging.limits import DEFAULT_LIMITS, ImageLimits, declared_raster_size
 
@@ -314,10 +315,7 @@ def write_mask(path: Path | str, mask: np.ndarray) -> str:
     """Write a {0,255} PNG atomically; returns the file's sha256."""
     path = Path(path)
     data = encode_mask_png(mask)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_bytes_durably(path, data)
     return bytes_sha256(data)
 
 
@@ -330,6 +328,4 @@ def write_png(path: Path | str, pixels: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", arr)
     if not ok:  # pragma: no cover
         raise ImageReadError(path, "cannot encode PNG")
-    tmp = path.with_suffix(".tmp.png")
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(path)
+    write_bytes_durably(path, buf.tobytes())

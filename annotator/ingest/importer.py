@@ -6,7 +6,6 @@ savepoint, files are written atomically and content-addressed, so a re-run after
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.crashpoint import crash_point
+from annotator.durability import copy_durably, write_bytes_durably
 from annotator.errors import AnnotatorError, MaskError
 from annotator.imaging.io import encode_mask_png, file_sha256, load_image, read_mask, write_png
 from annotator.imaging.quality import measure_quality
@@ -77,10 +78,7 @@ def _store_bytes(src: Path, dest: Path) -> None:
     """Copy atomically; an existing file of the same content address is kept."""
     if dest.exists():
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dest)
+    copy_durably(src, dest)
 
 
 def _store_mask(settings: Settings, kind: str, image_sha: str, mask: np.ndarray) -> tuple[str, str]:
@@ -92,10 +90,7 @@ def _store_mask(settings: Settings, kind: str, image_sha: str, mask: np.ndarray)
     rel = Path("store") / "masks" / kind / image_sha[:2] / f"{image_sha}-{digest[:12]}.png"
     dest = settings.workspace_path / rel
     if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(dest)
+        write_bytes_durably(dest, data)
     return str(rel), digest
 
 
@@ -254,6 +249,8 @@ def import_items(session: Session, settings: Settings, items: Iterable[ImportIte
             except (AnnotatorError, OSError, ValueError, MemoryError) as exc:
                 summary.failures.append((printable(entry.name), one_line(exc)))
                 log.info("import of %s failed: %s", printable(entry.name), one_line(exc))
+            else:
+                crash_point("import.after_item")
         if on_item:
             on_item(entry.name)
         if checkpoint and summary.seen % checkpoint_every == 0:

@@ -244,6 +244,23 @@ def parse_annotation(task: dict, annotation: dict, *, project_id: int, users: di
     )
 
 
+def _unreadable(task: dict, annotation: dict, project_id: int, exc: Exception) -> AnnotationOut | None:
+    """An annotation that ``parse_annotation`` could not read at all, as an invalid AnnotationOut (so the
+    sync quarantines it alone); None when even its ids are unreadable (then it cannot be keyed)."""
+    task_id, annotation_id = _int_or_none(task.get("id")), _int_or_none(annotation.get("id"))
+    if task_id is None or annotation_id is None:
+        log.warning("project %s: an annotation without readable ids is ignored: %s", project_id, exc)
+        return None
+    data = task.get("data") if isinstance(task.get("data"), dict) else {}
+    return AnnotationOut(key=None, image_id=_int_or_none(data.get("image_id")),
+                         round_id=_int_or_none(data.get("round_id")), queue=None, ls_project_id=int(project_id),
+                         ls_task_id=task_id, ls_annotation_id=annotation_id, decision=None, mask=None,
+                         lead_time_s=None, annotator=None, ls_prediction_id=None,
+                         model_version=None, prediction_mask=None, comment=None,
+                         updated_at=str(annotation.get("updated_at")), valid=False,
+                         message=f"unreadable annotation: {type(exc).__name__}: {exc}"[:500])
+
+
 def parse_tasks(tasks: list[dict], *, project_id: int, users: dict[int, str] | None = None) -> list[AnnotationOut]:
     """Every annotation of every exported task, oldest task first. An annotation without a usable id (Label
     Studio always gives one) cannot be recorded or quarantined: it is logged as a warning and left out."""
@@ -257,6 +274,10 @@ def parse_tasks(tasks: list[dict], *, project_id: int, users: dict[int, str] | N
                 out.append(parse_annotation(task, annotation, project_id=project_id, users=users))
             except LabelStudioError as exc:
                 log.warning("left out: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - whatever else one annotation holds, it is quarantined alone
+                unreadable = _unreadable(task, annotation, project_id, exc)
+                if unreadable is not None:
+                    out.append(unreadable)
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from annotator.durability import replace_durably
 from annotator.errors import ModelError
 from annotator.segmentation.registry import ModelSpec
 
@@ -65,7 +66,7 @@ def save_checkpoint(path: Path | str, spec: ModelSpec, state_dict: dict, *, pres
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
-    tmp.replace(path)
+    replace_durably(tmp, path)
     return ckpt
 
 

@@ -1,6 +1,11 @@
-from alembic import context
-from sqlalchemy import engine_from_config, pool
+"""Alembic's entry: migrations run on the same engine as the tool (on SQLite: WAL, synchronous=FULL, the
+busy timeout and a write transaction that begins IMMEDIATE), with foreign keys off while the schema
+changes (a batch migration rebuilds a table; with them on, dropping the old copy would cascade) and
+checked before they are turned back on."""
 
+from alembic import context
+
+from db.engine import SQLITE_BEGIN, create_db_engine
 from db.models import Base
 
 config = context.config
@@ -10,19 +15,29 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        connectable = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.",
-                                         poolclass=pool.NullPool)
-        with connectable.connect() as connection:
+        engine = create_db_engine(config.get_main_option("sqlalchemy.url"))
+        with engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).connect() as connection:
             _run(connection)
     else:
         _run(connectable)
 
 
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite")
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    dbapi_conn = connection.connection.dbapi_connection if sqlite else None
+    if sqlite and not dbapi_conn.in_transaction:  # the pragma is a no-op inside a transaction
+        dbapi_conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=sqlite)
+        with context.begin_transaction():
+            context.run_migrations()
+        if sqlite:
+            broken = dbapi_conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left rows whose foreign keys point nowhere: {broken[:5]}")
+    finally:
+        if sqlite and not dbapi_conn.in_transaction:
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
 
 run_migrations_online()
