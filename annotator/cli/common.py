@@ -66,13 +66,15 @@ def workspace_settings(ctx: typer.Context) -> Settings:
 
 
 @contextmanager
-def workspace_session(ctx: typer.Context, *, labelstudio: bool = False) -> Iterator[tuple[Settings, Session]]:
+def workspace_session(ctx: typer.Context, *, labelstudio: bool = False,
+                      write: bool = True) -> Iterator[tuple[Settings, Session]]:
     """The command's transaction on an initialised workspace: committed when the block ends, rolled back
-    when it raises. With ``labelstudio`` it first fails, changing nothing, when Label Studio is down."""
+    when it raises. With ``labelstudio`` it first fails, changing nothing, when Label Studio is down;
+    ``write=False`` for a command that only reads (on SQLite it then does not wait for the write lock)."""
     settings = workspace_settings(ctx)
     if labelstudio:
         labelstudio_client(settings)
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, write=write) as session:
         yield settings, session
 
 

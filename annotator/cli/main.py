@@ -78,7 +78,7 @@ def init(ctx: typer.Context) -> None:
 @handle_errors
 def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Counts by class, dataset, mask kind/origin and protocol state."""
-    with workspace_session(ctx) as (_settings, session):
+    with workspace_session(ctx, write=False) as (_settings, session):
         report = collect_status(session)
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))

@@ -35,12 +35,21 @@ def render_rounds(rows: list[dict], as_json: bool) -> None:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     for r in rows:
-        console.print(f"stage {r['stage']} round {r['number']}: {r['size']} images, {r['status']}", highlight=False)
+        console.print(f"stage {r['stage']} round {r['number']}: {r['size']} images, {r['status']}"
+                      + (f", {len(r['quarantined'])} annotation(s) quarantined" if r["quarantined"] else ""),
+                      highlight=False)
+        for q in r["quarantined"]:
+            console.print(f"  quarantined: image {q['image_id']} (task {q['ls_task_id']}, annotation "
+                          f"{q['ls_annotation_id']}): {q['reason']}", highlight=False)
 
 
-def render_invalid(messages: list[str]) -> None:
-    """Annotations a sync could not record (no decision, a mask of the wrong size...): left open in Label Studio."""
-    for message in messages:
+def render_not_applied(report: dict) -> None:
+    """Annotations a sync did not apply: quarantined (malformed: fix them in Label Studio, the next sync
+    tries them again) or invalid (the protocol cannot take them now); left open in Label Studio."""
+    for message in report.get("quarantined", []):
+        err_console.print(f"[yellow]annotation quarantined (fix it in Label Studio; the next sync tries it "
+                          f"again):[/] {message}", highlight=False)
+    for message in report.get("invalid", []):
         err_console.print(f"[yellow]invalid annotation left open:[/] {message}", highlight=False)
 
 

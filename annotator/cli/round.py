@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from annotator.cli.common import JsonFlag, TrainingPreset, handle_errors, in_transaction, push_tasks, sync_tasks
 from annotator.cli.common import workspace_session
-from annotator.cli.render import render_invalid, render_result, render_rounds
+from annotator.cli.render import render_not_applied, render_result, render_rounds
 from db.models import Round
+from workflows.quarantine import outstanding
 from workflows.stage2 import close_round, next_round
 
 app = typer.Typer(no_args_is_help=True)
@@ -39,7 +40,7 @@ def round_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     report = sync_tasks(ctx, ("ra_review", "ra_adjust"))
     report["pushed_md_advice"] = push_tasks(ctx, "md_advice")
     render_result(report, as_json, "round sync")
-    render_invalid(report["invalid"])
+    render_not_applied(report)
 
 
 @app.command("close")
@@ -52,9 +53,9 @@ def round_close(ctx: typer.Context, preset: TrainingPreset = "quick", as_json: J
 @app.command("status")
 @handle_errors
 def round_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Every round with its summary."""
-    with workspace_session(ctx) as (_settings, session):
+    """Every round with its summary and its quarantined annotations (not applied; fix them in Label Studio)."""
+    with workspace_session(ctx, write=False) as (_settings, session):
         rows = [{"stage": r.stage, "number": r.number, "size": r.size, "status": r.status, "strategy": r.strategy,
-                 "model_version": r.model_version, "summary": r.summary}
+                 "model_version": r.model_version, "summary": r.summary, "quarantined": outstanding(session, r.id)}
                 for r in session.scalars(select(Round).order_by(Round.id))]
     render_rounds(rows, as_json)

@@ -6,7 +6,7 @@ import typer
 
 from annotator.cli.common import JsonFlag, TrainingPreset, handle_errors, in_transaction, push_tasks, sync_tasks
 from annotator.cli.common import workspace_session
-from annotator.cli.render import render_result
+from annotator.cli.render import render_not_applied, render_result
 from workflows.stage3 import close_stage3, run_stage3
 
 app = typer.Typer(no_args_is_help=True)
@@ -25,7 +25,9 @@ def stage3_run(ctx: typer.Context, preset: TrainingPreset = "quick", as_json: Js
 @handle_errors
 def stage3_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read the best-of-six selections and denials."""
-    render_result(sync_tasks(ctx, ("best_of_six",)), as_json, "Stage III sync")
+    report = sync_tasks(ctx, ("best_of_six",))
+    render_result(report, as_json, "Stage III sync")
+    render_not_applied(report)
 
 
 @app.command("close")

@@ -153,3 +153,48 @@ def backend(ls_settings, tiny_checkpoint, stored_images):
         yield proc
     finally:
         proc.stop()
+
+
+# -- a small campaign driven through the CLI ----------------------------------------------------------
+N_SEED = 36  # Montgomery/Shenzhen images with manual masks: Stage I's seed set
+N_POOL = 24  # ieee8023 images with manual masks: the pool the simulated RAs judge
+
+
+def make_subset(sample_data: Path, dest: Path) -> Path:
+    """A small real collection (N_SEED + N_POOL images) in the sample set's manifest layout (files copied)."""
+    with (sample_data / "manifest.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames
+        rows = list(reader)
+    seed = [r for r in rows if r["dataset"] in ("Montgomery", "Shenzhen")][:N_SEED]
+    pool = [r for r in rows if r["lung_mask_origin"].startswith("manual (V7")][:N_POOL]
+    for row in seed + pool:
+        for key in ("file", "lung_mask_file", "infection_mask_file"):
+            if row[key]:
+                (dest / row[key]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(sample_data / row[key], dest / row[key])
+    with (dest / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(seed + pool)
+    return dest
+
+
+def run_cli(settings: Settings, *args: str, check: bool = True, env: dict | None = None,
+            timeout_s: float = 900) -> subprocess.CompletedProcess:
+    """Run `annotator` in its own process, as a user would (``check``: fail the test on a non-zero exit)."""
+    cmd = [sys.executable, "-m", "annotator.cli.main", "--workspace", str(settings.workspace_path), *args]
+    child_env = {k: v for k, v in os.environ.items() if k != "ANNOTATOR_CRASH_AT"}  # crashes only when asked
+    child_env.update({"ANNOTATOR_LABELSTUDIO_PORT": str(settings.labelstudio_port),
+                      "ANNOTATOR_BACKEND_PORT": str(settings.backend_port), "ANNOTATOR_PREDICT_BACKEND": "eager",
+                      "COLUMNS": "200", **(env or {})})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env, timeout=timeout_s)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def campaign_tools():
+    """``(make_subset, run_cli)`` for the modules that drive a campaign through the CLI."""
+    return make_subset, run_cli
