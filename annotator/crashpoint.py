@@ -21,8 +21,8 @@ CRASH_POINTS: dict[str, str] = {
     "import.after_item": "one image stored (file and row), the import's transaction not committed",
     "push.after_import": "tasks created in Label Studio, their ids not recorded in our store",
     "sync.after_decision": "one annotation applied (decision, state move, mask), the sync not committed",
-    "train.after_training": "a network trained on the repository and its files copied into models/, no row "
-                            "registered (round close, Stage III)",
+    "train.after_training": "a network trained on the repository (its checkpoint in its training folder), "
+                            "nothing registered (round close, Stage III)",
     "close.after_publish": "the new network registered and marked working, the round not closed nor committed",
     "stage3.after_training": "the six networks trained and registered, no best-of-six task created",
     "stage3.after_tasks": "the best-of-six tasks and overlays created, not committed nor pushed",

@@ -158,6 +158,7 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
     out_dir = settings.models_path / stage / spec.name
     result = train_model(spec, config, data.training_pairs(), data.val, out_dir, progress=progress, snapshot=snapshot,
                          weights_path=weights)
+    crash_point("train.after_training")
     if init_from is not None and result.metrics.get("best_epoch") == 0:
         # no epoch beat the starting network on the fixed validation set: it stays, nothing new is registered
         log.info("no epoch of %s beat %s on validation: it stays", stage, init_from.model_version)
@@ -170,7 +171,6 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
     onnx = Path(result.checkpoint_path).with_name(f"{result.model_version}.onnx")
     if onnx.is_file() and not final.with_suffix(".onnx").exists():
         copy_durably(onnx, final.with_suffix(".onnx"))
-    crash_point("train.after_training")
     row = register_model(session, model_version=result.model_version, spec=spec.name, preset=config.name,
                          checkpoint_path=str(final.relative_to(settings.workspace_path)), metrics=result.metrics,
                          snapshot=snapshot, stage=stage, parent_version=init_from.model_version if init_from else None)
