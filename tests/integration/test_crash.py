@@ -18,6 +18,7 @@ from db.models import Decision, Image, Task
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_IMAGES = 60  # the campaign subset (conftest.make_subset)
+CALL_TIMEOUT_S = 3600  # Stage III trains six networks in one command: on two busy cores, many minutes
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +78,19 @@ def test_every_crash_point_loses_nothing_and_doubles_nothing(crash_campaign, cam
     def step(*args: str, points: tuple[str, ...] = (), synced: bool = False) -> dict:
         """Crash ``args`` at each of ``points`` in turn, checking the store after each; then run it whole."""
         for point in points:
-            crashed = cli(settings, *args, check=False, env={ENV_VAR: point})
+            crashed = cli(settings, *args, check=False, env={ENV_VAR: point}, timeout_s=CALL_TIMEOUT_S)
             assert crashed.returncode == EXIT_CODE and f"{ENV_VAR}={point}: crashing here" in crashed.stderr, (
                 f"{point} was not reached by `{' '.join(args)}` (exit {crashed.returncode}):\n"
                 f"{crashed.stdout[-2000:]}\n{crashed.stderr[-3000:]}")
             exercised.append(point)
             check_store(settings)
-        cli(settings, *args)
+        cli(settings, *args, timeout_s=CALL_TIMEOUT_S)
         return check_store(settings, synced=synced)
 
     counts = step("data", "import", str(subset), "--layout", "manifest", points=("import.after_item",))
     assert counts["images"] == N_IMAGES
     with session_scope(settings.database_url) as session:
-        run_stage1(session, settings, preset="tiny", variants=("unet-resnet18",), progress=False)
+        run_stage1(session, settings, preset="smoke", variants=("unet-resnet18",), progress=False)
 
     counts = step("round", "next", "--size", "10", points=("push.after_import",))
     assert counts["pushed"] == 10
