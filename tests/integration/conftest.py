@@ -160,14 +160,14 @@ N_SEED = 36  # Montgomery/Shenzhen images with manual masks: Stage I's seed set
 N_POOL = 24  # ieee8023 images with manual masks: the pool the simulated RAs judge
 
 
-def make_subset(sample_data: Path, dest: Path) -> Path:
-    """A small real collection (N_SEED + N_POOL images) in the sample set's manifest layout (files copied)."""
+def make_subset(sample_data: Path, dest: Path, n_seed: int = N_SEED, n_pool: int = N_POOL) -> Path:
+    """A small real collection in the sample set's manifest layout (files copied, no links)."""
     with (sample_data / "manifest.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames
         rows = list(reader)
-    seed = [r for r in rows if r["dataset"] in ("Montgomery", "Shenzhen")][:N_SEED]
-    pool = [r for r in rows if r["lung_mask_origin"].startswith("manual (V7")][:N_POOL]
+    seed = [r for r in rows if r["dataset"] in ("Montgomery", "Shenzhen")][:n_seed]
+    pool = [r for r in rows if r["lung_mask_origin"].startswith("manual (V7")][:n_pool]
     for row in seed + pool:
         for key in ("file", "lung_mask_file", "infection_mask_file"):
             if row[key]:
@@ -180,14 +180,21 @@ def make_subset(sample_data: Path, dest: Path) -> Path:
     return dest
 
 
-def run_cli(settings: Settings, *args: str, check: bool = True, env: dict | None = None,
-            timeout_s: float = 900) -> subprocess.CompletedProcess:
-    """Run `annotator` in its own process, as a user would (``check``: fail the test on a non-zero exit)."""
+def run_cli(settings: Settings, *args: str, check: bool = True, env: dict | None = None, timeout_s: float = 900,
+            log: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `annotator` in its own process, as a user would (``check``: fail the test on a non-zero exit); with
+    ``log``, stdout and stderr both go to that file (as `> log 2>&1` would) and ``stdout`` is its text."""
     cmd = [sys.executable, "-m", "annotator.cli.main", "--workspace", str(settings.workspace_path), *args]
     child_env = {k: v for k, v in os.environ.items() if k != "ANNOTATOR_CRASH_AT"}  # crashes only when asked
     child_env.update({"ANNOTATOR_LABELSTUDIO_PORT": str(settings.labelstudio_port),
                       "ANNOTATOR_BACKEND_PORT": str(settings.backend_port), "ANNOTATOR_PREDICT_BACKEND": "eager",
                       "COLUMNS": "200", **(env or {})})
+    if log is not None:
+        with log.open("w") as fh:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env, timeout=timeout_s)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{log.read_text()}")
+        return subprocess.CompletedProcess(cmd, proc.returncode, log.read_text(), "")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env, timeout=timeout_s)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")

@@ -17,22 +17,25 @@ from db.models import Decision, Image, Task
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-N_IMAGES = 60  # the campaign subset (conftest.make_subset)
+N_SEED, N_POOL = 13, 8  # the fewest seed images that give Stage I a train, val and test part; a small pool
+N_IMAGES = N_SEED + N_POOL
+ROUND_SIZE = 4
 CALL_TIMEOUT_S = 3600  # Stage III trains six networks in one command: on two busy cores, many minutes
 
 
 @pytest.fixture(scope="module")
 def crash_campaign(tmp_path_factory, sample_data, campaign_tools):
-    """An empty workspace next to the subset, and its own real Label Studio."""
+    """An initialised, empty workspace next to the subset, and its own real Label Studio."""
     pytest.importorskip("label_studio", reason="needs the label-studio package")
     from annotator.labelstudio.server import start_server, stop_server
+    from annotator.workspace import init_workspace
 
     make_subset, _ = campaign_tools
     root = tmp_path_factory.mktemp("crash")
-    subset = make_subset(sample_data, root / "collection")
-    settings = load_settings(workspace=root / "ws", labelstudio_port=free_port(), backend_port=free_port(),
-                             predict_backend="eager")
-    settings.workspace_path.mkdir(parents=True)
+    subset = make_subset(sample_data, root / "collection", n_seed=N_SEED, n_pool=N_POOL)
+    ports = {"labelstudio_port": free_port(), "backend_port": free_port()}
+    init_workspace(load_settings(workspace=root / "ws", **ports))  # writes the workspace's random secrets
+    settings = load_settings(workspace=root / "ws", predict_backend="eager", **ports)  # read back: one token
     info = start_server(settings, timeout_s=300)
     try:
         yield settings, subset
@@ -69,6 +72,9 @@ def check_store(settings: Settings, *, synced: bool = False) -> dict:
 
 
 def test_every_crash_point_loses_nothing_and_doubles_nothing(crash_campaign, campaign_tools, tmp_path):
+    import dataclasses
+
+    from annotator.segmentation.train import PRESETS
     from workflows.stage1 import run_stage1
 
     settings, subset = crash_campaign
@@ -90,13 +96,14 @@ def test_every_crash_point_loses_nothing_and_doubles_nothing(crash_campaign, cam
     counts = step("data", "import", str(subset), "--layout", "manifest", points=("import.after_item",))
     assert counts["images"] == N_IMAGES
     with session_scope(settings.database_url) as session:
-        run_stage1(session, settings, preset="smoke", variants=("unet-resnet18",), progress=False)
+        stage1 = dataclasses.replace(PRESETS["tiny"], max_epochs=1, verify_fast_paths=False)
+        run_stage1(session, settings, preset=stage1, variants=("unet-resnet18",), progress=False)
 
-    counts = step("round", "next", "--size", "10", points=("push.after_import",))
-    assert counts["pushed"] == 10
+    counts = step("round", "next", "--size", str(ROUND_SIZE), points=("push.after_import",))
+    assert counts["pushed"] == ROUND_SIZE
     cli(settings, "simulate", "--queue", "ra_review")
     counts = step("round", "sync", points=("sync.after_decision",), synced=True)
-    assert counts["decisions"] == 10
+    assert counts["decisions"] == ROUND_SIZE
     for _ in range(3):  # unsure -> MD advice -> RA adjust
         cli(settings, "md", "queue")
         cli(settings, "simulate", "--queue", "md_advice")
@@ -106,7 +113,7 @@ def test_every_crash_point_loses_nothing_and_doubles_nothing(crash_campaign, cam
     step("round", "close", "--preset", "smoke", points=("train.after_training", "close.after_publish"))
 
     counts = step("stage3", "run", "--preset", "smoke", points=("stage3.after_training", "stage3.after_tasks"))
-    assert counts["states"].get("candidates", 0) == N_IMAGES - 36 - 10  # the rest of the pool: 14 images
+    assert counts["states"].get("candidates", 0) == N_POOL - ROUND_SIZE  # the rest of the pool
     cli(settings, "simulate", "--queue", "best_of_six")
     step("stage3", "sync", synced=True)
     step("stage3", "close", "--preset", "smoke", points=("stage3.close.after_training",))

@@ -108,7 +108,7 @@ def _sync(settings, project: ExportedProject) -> dict:
     load_handlers()
     report = SyncReport()
     with session_scope(settings.database_url) as session:
-        sync(session, settings, project, "ra_review", apply_annotation, report)
+        sync(session, settings, project, "ra_review", apply_annotation, report, progress=False)
     return report.as_dict()
 
 
