@@ -46,9 +46,14 @@ def _begin_sqlite(dbapi_conn, mode: str) -> None:
 
 @lru_cache(maxsize=8)
 def create_db_engine(url: str) -> Engine:
-    """One engine per URL per process (a cache, not a global). SQLite gets WAL, synchronous=FULL, foreign
-    keys and explicit transactions: ``BEGIN IMMEDIATE`` where the connection asks for it (``session_scope``
-    does for a write boundary), so a second writer waits for the first instead of failing on a stale read."""
+    """One engine per URL per process (a cache, not a global), made by ``build_engine``."""
+    return build_engine(url)
+
+
+def build_engine(url: str) -> Engine:
+    """A new engine. SQLite gets WAL, synchronous=FULL, foreign keys and explicit transactions: ``BEGIN
+    IMMEDIATE`` where the connection asks for it (``session_scope`` does for a write boundary), so a second
+    writer waits for the first instead of failing on a stale read."""
     kwargs: dict = {"future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}

@@ -5,7 +5,7 @@ checked before they are turned back on."""
 
 from alembic import context
 
-from db.engine import SQLITE_BEGIN, create_db_engine
+from db.engine import SQLITE_BEGIN, build_engine
 from db.models import Base
 
 config = context.config
@@ -15,9 +15,14 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = create_db_engine(config.get_main_option("sqlalchemy.url"))
-        with engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).connect() as connection:
-            _run(connection)
+        # the tool's pragmas and BEGIN hook on an engine of its own, closed when the migration ends (SQLite
+        # then folds its write-ahead log back into the file)
+        engine = build_engine(config.get_main_option("sqlalchemy.url"))
+        try:
+            with engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).connect() as connection:
+                _run(connection)
+        finally:
+            engine.dispose()
     else:
         _run(connectable)
 

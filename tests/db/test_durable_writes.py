@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from sqlalchemy import event, func, select, text
 
-from db.engine import alembic_config, create_db_engine, migrate, session_scope
+from db.engine import alembic_config, build_engine, create_db_engine, migrate, session_scope
 from db.models import Decision, Image
 
 
@@ -64,7 +64,7 @@ def test_a_writer_that_never_gets_the_lock_stops_with_a_clear_message(tmp_path, 
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     migrate(url)
     monkeypatch.setattr(db_engine, "BUSY_TIMEOUT_S", 0.2)  # each try waits 0.2 s instead of 30 s
-    other = create_db_engine.__wrapped__(url)  # a second engine: its own connections, as another process has
+    other = build_engine(url)  # a second engine: its own connections, as another process has
     try:
         with session_scope(url) as holder:
             holder.add(_image("c" * 64))
@@ -88,17 +88,22 @@ def test_every_connection_is_durable_wal_with_foreign_keys(tmp_path):
 
 
 def test_the_migrations_run_on_the_same_pragmas(tmp_path):
+    from sqlalchemy import Engine
+
     url = f"sqlite:///{tmp_path / 'm.db'}"
     seen = []
-    engine = create_db_engine(url)
 
-    @event.listens_for(engine, "begin")
-    def _record(conn):
-        seen.append(conn.exec_driver_sql("PRAGMA synchronous").scalar())
+    def _record(conn):  # every engine's transactions: the migration's engine is one of its own
+        if str(conn.engine.url) == url:
+            seen.append(conn.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0])
 
-    migrate(url)
-    assert seen and set(seen) == {2}
-    with engine.connect() as conn:  # foreign keys are back on after the migration switched them off
+    event.listen(Engine, "begin", _record)
+    try:
+        migrate(url)
+    finally:
+        event.remove(Engine, "begin", _record)
+    assert seen and set(seen) == {2}  # synchronous=FULL on the migration's connections
+    with create_db_engine(url).connect() as conn:  # foreign keys are back on after the migration switched them off
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
