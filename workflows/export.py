@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
+from annotator.durability import fsync_dir
 from annotator.errors import AnnotatorError, ImageReadError
 from annotator.imaging.io import read_image, write_png
 from annotator.progress import track
@@ -121,19 +122,11 @@ def _swap_into_place(staging: Path, out_path: Path) -> None:
         if replacing:
             os.rename(old, out_path)  # put the previous export back
         raise
-    _fsync_dir(out_path.parent)
+    fsync_dir(out_path.parent)
     if old.is_symlink():
         old.unlink()
     else:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_export(session: Session, settings: Settings, out_path: Path,
