@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from annotator.config import load_settings
-from annotator.labelstudio.client import brush_result
+from annotator.labelstudio.tasks import brush_result
 from annotator.labelstudio.readback import parse_tasks
 from db.engine import session_scope
 from db.models import Decision, Image, Mask, Round, Task
