@@ -74,7 +74,7 @@ def check_store(settings: Settings, *, synced: bool = False) -> dict:
 def test_every_crash_point_loses_nothing_and_doubles_nothing(crash_campaign, campaign_tools, tmp_path):
     import dataclasses
 
-    from annotator.segmentation.train import PRESETS
+    from annotator.segmentation.presets import PRESETS
     from workflows.stage1 import run_stage1
 
     settings, subset = crash_campaign

@@ -241,7 +241,7 @@ def small_campaign(tmp_path_factory, sample_data, make_subset):
 
     from annotator.ingest.importer import import_collection
     from annotator.labelstudio.server import start_server, stop_server
-    from annotator.segmentation.train import PRESETS
+    from annotator.segmentation.presets import PRESETS
     from annotator.workspace import init_workspace
     from workflows.stage1 import run_stage1
 
