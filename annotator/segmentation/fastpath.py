@@ -1,14 +1,12 @@
-"""The fast CPU paths: ONNX export (cached beside the checkpoint, keyed by model_version) and the
-measurement of each fast backend's agreement with fp32."""
+"""The fast CPU paths: ONNX export, cached beside the checkpoint and keyed by model_version (the
+measurement of each fast backend's agreement with fp32 is ``predict.measure_fast_paths``)."""
 
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from annotator.errors import ModelError
@@ -53,29 +51,3 @@ def onnx_session_for(ckpt: Checkpoint, model: torch.nn.Module, threads: int | No
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for a bad file
         raise ModelError(f"ONNX file {path} cannot be loaded ({exc}); delete it to export again") from exc
-
-
-def measure_fast_paths(ckpt: Checkpoint, model: torch.nn.Module, images: list[np.ndarray],
-                       reference_masks: list[np.ndarray]) -> dict:
-    """Mean mask Dice of each fast backend against fp32 on ``images`` and its ms per image (batch 1)."""
-    from annotator.evaluation.metrics import dice
-    from annotator.segmentation.checkpoint import load_network
-    from annotator.segmentation.predict import Predictor
-
-    out: dict = {}
-    for backend in ("bf16", "onnx"):
-        try:
-            if backend == "onnx":
-                fast = Predictor(model, ckpt.spec, ckpt.model_version, "onnx",
-                                 onnx_session=onnx_session_for(ckpt, model), checkpoint=ckpt)
-            else:
-                fast = Predictor(load_network(ckpt), ckpt.spec, ckpt.model_version, "bf16", checkpoint=ckpt)
-            start = time.perf_counter()
-            got = fast.predict(images)
-            ms = (time.perf_counter() - start) * 1000 / max(len(images), 1)
-            agreement = float(np.mean([dice(a, b) for a, b in zip(got, reference_masks)]))
-            out[backend] = {"dice_vs_fp32": agreement, "n": len(images), "ms_per_image": round(ms, 1)}
-        except ModelError as exc:
-            log.warning("fast path %s unavailable: %s", backend, exc)
-            out[backend] = {"error": str(exc)}
-    return out

@@ -301,7 +301,7 @@ def _final_metrics(ckpt: Checkpoint, model, val_pairs: Sequence[Pair], config: T
     scores = segmentation_scores(predicted, [m for _, m in val_pairs])
     out: dict = {"val": scores, "val_dsc": scores["dsc"]}
     if config.verify_fast_paths and ckpt.path is not None:
-        from annotator.segmentation.fastpath import measure_fast_paths
+        from annotator.segmentation.predict import measure_fast_paths
 
         out["fast_path"] = measure_fast_paths(ckpt, model, images[: config.fast_path_images], predicted)
     return out
