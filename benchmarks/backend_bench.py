@@ -161,6 +161,7 @@ def main() -> None:
 
 def bench_import(settings, paths: list[Path], masks: list[np.ndarray], n_tasks: int) -> None:
     from annotator.labelstudio.client import LabelStudio
+    from annotator.labelstudio.queue import Queue
     from annotator.labelstudio.tasks import TaskIn
     from annotator.labelstudio.server import start_server, stop_server
 
@@ -169,8 +170,8 @@ def bench_import(settings, paths: list[Path], masks: list[np.ndarray], n_tasks: 
     print(f"Label Studio started in {time.perf_counter() - t0:.1f} s (from the migrated template)")
     try:
         ls = LabelStudio(settings)
-        project_id = ls.ensure_project("ra_review", round_key="bench")
-        tasks = [TaskIn(i + 1, "ra_review", paths[i % len(paths)], round_id=1, prediction_mask=masks[i % len(masks)],
+        project_id = ls.ensure_project(Queue.RA_REVIEW, round_key="bench")
+        tasks = [TaskIn(i + 1, Queue.RA_REVIEW, paths[i % len(paths)], round_id=1, prediction_mask=masks[i % len(masks)],
                         model_version="unet-resnet18-bench", score=0.9) for i in range(n_tasks)]
         t0 = time.perf_counter()
         result = ls.import_tasks(project_id, tasks)

@@ -21,19 +21,22 @@ from collections import Counter
 from pathlib import Path
 
 from annotator.config import find_sample_data, load_settings
+from annotator import store
 from annotator.ingest import importer
 from annotator.workspace import init_workspace
 from db.engine import session_scope
 
 
-# the importer's steps, timed by wrapping the module's functions (only with --phases)
+# the import's steps, timed by wrapping the functions where they are called from (only with --phases)
 PHASES = {"load_image": "decode image", "_read_item_mask": "read masks", "file_sha256": "sha256",
-          "measure_quality": "quality", "_store_bytes": "copy image", "_store_mask": "encode+write mask"}
+          "measure_quality": "quality", "store_file": "copy image", "write_mask_file": "encode+write mask"}
+PHASE_MODULES = {"write_mask_file": store}  # called inside the store; the rest from the importer
 
 
 def _time_phases(timings: Counter) -> None:
     for name in PHASES:
-        func = getattr(importer, name)
+        module = PHASE_MODULES.get(name, importer)
+        func = getattr(module, name)
 
         def timed(*args, _func=func, _name=name, **kwargs):
             t0 = time.perf_counter()
@@ -42,7 +45,7 @@ def _time_phases(timings: Counter) -> None:
             finally:
                 timings[_name] += time.perf_counter() - t0
 
-        setattr(importer, name, timed)
+        setattr(module, name, timed)
 
 
 def _run(settings, root: Path, layout: str, cls: str | None, timings: Counter) -> dict:

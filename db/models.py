@@ -147,7 +147,7 @@ class Task(Base):
     id: Mapped[IntPk]
     image_id: Mapped[ImageRef]
     round_id: Mapped[RoundRef]
-    queue: Mapped[str] = mapped_column(String(32))  # ra_review | md_advice | ra_adjust | best_of_six | md_verify
+    queue: Mapped[str] = mapped_column(String(32))  # an annotator.labelstudio.queue.Queue value
     ls_project_id: Mapped[LsId]
     ls_task_id: Mapped[LsId]
     model_version: Mapped[ModelVersion]

@@ -12,9 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
-from annotator.imaging.io import read_mask
+from annotator.labelstudio.acting import submit_annotation
+from annotator.labelstudio.queue import Queue
 from annotator.progress import track
-from db.models import Image, Mask, Task
+from annotator.store import read_mask_by_id, read_mask_of
+from db.models import Image, Task
 from db.queries import reference_mask
 from workflows.simulator import ScriptedPeople
 
@@ -32,20 +34,13 @@ class ActReport:
         self.acted[what] = self.acted.get(what, 0) + 1
 
 
-def _mask(settings: Settings, session: Session, mask_id: int, image: Image) -> np.ndarray:
-    row = session.get(Mask, mask_id)
-    return read_mask(settings.workspace_path / row.store_path, (image.height, image.width))
-
-
 def _truth(settings: Settings, session: Session, image: Image) -> np.ndarray | None:
     ref = reference_mask(session, image.id, "lung")
-    return read_mask(settings.workspace_path / ref.store_path, (image.height, image.width)) if ref else None
+    return read_mask_of(settings, ref) if ref else None
 
 
 def act(session: Session, settings: Settings, ls, queue: str, people: ScriptedPeople) -> ActReport:
     """Annotate every pushed, open task of ``queue`` that has no annotation yet in Label Studio."""
-    from annotator.labelstudio.acting import submit_annotation
-
     report = ActReport()
     tasks = list(session.scalars(select(Task).where(Task.queue == queue, Task.status == "open",
                                                     Task.ls_task_id.is_not(None)).order_by(Task.id)))
@@ -62,26 +57,26 @@ def act(session: Session, settings: Settings, ls, queue: str, people: ScriptedPe
         truth = _truth(settings, session, image)
         text = None
         mask = None
-        if queue == "ra_review":
-            pred = _mask(settings, session, task.payload["mask_id"], image)
+        if queue == Queue.RA_REVIEW:
+            pred = read_mask_by_id(session, settings, task.payload["mask_id"])
             verdict = people.review(pred, truth)
             decision = verdict.decision
             mask = verdict.mask if verdict.mask is not None else (pred if decision == "accept" else None)
             text = {"unsure": f"unsure: DSC to reference {verdict.dsc:.2f}", "exclude": verdict.detail}.get(decision)
-        elif queue == "md_advice":
-            pred = _mask(settings, session, task.payload["mask_id"], image)
+        elif queue == Queue.MD_ADVICE:
+            pred = read_mask_by_id(session, settings, task.payload["mask_id"])
             verdict = people.advise(pred, truth)
             decision, text = "adjust", verdict.detail
-        elif queue == "ra_adjust":
-            pred = _mask(settings, session, task.payload["mask_id"], image)
+        elif queue == Queue.RA_ADJUST:
+            pred = read_mask_by_id(session, settings, task.payload["mask_id"])
             verdict = people.adjust(pred, truth)
             decision, mask = "adjusted", verdict.mask
-        elif queue == "best_of_six":
-            masks = [_mask(settings, session, m, image) for m in task.payload["mask_ids"]]
+        elif queue == Queue.BEST_OF_SIX:
+            masks = [read_mask_by_id(session, settings, m) for m in task.payload["mask_ids"]]
             verdict = people.select(masks, truth)
             decision = verdict.detail if verdict.decision == "select" else "deny"
-        elif queue == "md_verify":
-            current = _mask(settings, session, task.payload["mask_id"], image)
+        elif queue == Queue.MD_VERIFY:
+            current = read_mask_by_id(session, settings, task.payload["mask_id"])
             verdict = people.verify(current, truth)
             decision = VERIFY_DECISIONS[verdict.decision]
             mask = verdict.mask if verdict.mask is not None else current

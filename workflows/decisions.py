@@ -1,65 +1,92 @@
-"""Turning Label Studio annotations into protocol decisions: one registry of handlers, keyed by
-(queue, decision), filled by the stage modules; each annotation is recorded at most once (by its
-annotation id and update time), and an edit after a sync re-opens the image so the newer one wins."""
+"""Turning Label Studio annotations into protocol decisions: one table of handlers, keyed by (queue,
+decision), built here from what each stage module exports and checked at import against every queue's
+label config choices and the protocol's events and roles; each annotation is recorded at most once (by
+its annotation id and update time), and an edit after a sync re-opens the image so the newer one wins."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.errors import AnnotatorError, ProtocolError
-from annotator.imaging.io import read_mask
-from db.models import Decision, Image, Mask, Task
-from workflows import engine, protocol
+from annotator.labelstudio.queue import QUEUES, Queue, get_queue
+from db.models import Decision, Image, Task
+from workflows import engine, protocol, stage2, stage3, stage4
+from workflows.handler import Handler, SyncReport
 
-QUEUE_ROLES = {"ra_review": "RA", "ra_adjust": "RA", "md_advice": "MD", "md_verify": "MD", "best_of_six": "RA"}
-Handler = Callable[..., None]
-HANDLERS: dict[tuple[str, str], Handler] = {}
-
-
-@dataclass
-class SyncReport:
-    recorded: dict[str, int] = field(default_factory=dict)
-    quarantined: list[str] = field(default_factory=list)  # not applied: the annotation is malformed
-    invalid: list[str] = field(default_factory=list)  # not applied: the protocol cannot take it now
-    edited: int = 0
-    skipped: int = 0
-    new_tasks: dict[str, int] = field(default_factory=dict)
-
-    def count(self, what: str) -> None:
-        self.recorded[what] = self.recorded.get(what, 0) + 1
-
-    def as_dict(self) -> dict:
-        return {"recorded": self.recorded, "quarantined": self.quarantined, "invalid": self.invalid,
-                "edited": self.edited, "skipped": self.skipped, "new_tasks": self.new_tasks}
+__all__ = ["HANDLERS", "SyncReport", "apply_annotation", "build_table", "check_table"]
 
 
-def load_handlers() -> None:
-    """Import the stage modules, which register their handlers."""
-    import workflows.stage2  # noqa: F401
-    import workflows.stage3  # noqa: F401
-    import workflows.stage4  # noqa: F401
+def build_table(handlers: Iterable[Handler]) -> dict[tuple[str, str], Handler]:
+    """(queue, decision) -> handler; a pair given twice is an error."""
+    table: dict[tuple[str, str], Handler] = {}
+    for handler in handlers:
+        if handler.key in table:
+            raise ProtocolError(f"two handlers for decision {handler.decision!r} in queue {handler.queue}")
+        table[handler.key] = handler
+    return table
 
 
-def prediction_mask(session: Session, settings: Settings, task: Task, image: Image, mask_id: int | None = None) -> np.ndarray:
-    mask_row = session.get(Mask, mask_id or task.payload["mask_id"])
-    return read_mask(settings.workspace_path / mask_row.store_path, (image.height, image.width))
+def _legal_from_somewhere(events: tuple[str, ...]) -> bool:
+    for start in sorted(protocol.get_event(events[0]).sources):
+        try:
+            protocol.replay(list(events), start=start)
+        except ProtocolError:
+            continue
+        return True
+    return False
 
 
-def new_task(session: Session, parent: Task, queue: str, payload: dict, report: SyncReport) -> None:
-    """A follow-up task (MD advice after unsure, RA adjust after advice), once."""
-    exists = session.scalar(select(Task.id).where(Task.image_id == parent.image_id, Task.round_id == parent.round_id,
-                                                  Task.queue == queue))
-    if exists is None:
-        session.add(Task(image_id=parent.image_id, round_id=parent.round_id, queue=queue,
-                         model_version=parent.model_version, status="open", payload=payload))
-        report.new_tasks[queue] = report.new_tasks.get(queue, 0) + 1
-        session.flush()
+def check_table(table: dict[tuple[str, str], Handler], queues: Iterable[Queue] = Queue) -> None:
+    """Every choice each queue's label config offers has a handler and every handler a choice; the
+    queue's spec lists the same decisions; each handler's events exist, admit the queue's role and
+    follow one another legally; every event a person causes is caused by some handler."""
+    problems: list[str] = []
+    for queue in queues:
+        spec = get_queue(queue)
+        if spec.role not in protocol.PEOPLE:
+            problems.append(f"queue {queue}: role {spec.role!r} is not one of {sorted(protocol.PEOPLE)}")
+        offered = set(spec.choices)
+        handled = {d for q, d in table if q == queue}
+        if offered - handled:
+            problems.append(f"queue {queue} offers {sorted(offered - handled)} but no handler takes them: add "
+                            f"a handler or remove the choice from {spec.name}.xml")
+        if handled - offered:
+            problems.append(f"queue {queue} has handlers for {sorted(handled - offered)}, which its label "
+                            "config does not offer")
+        if set(spec.decisions) != offered:
+            problems.append(f"queue {queue}: the spec's decisions {list(spec.decisions)} differ from its label "
+                            f"config's choices {list(spec.choices)}")
+    for (queue, decision), handler in sorted(table.items()):
+        if queue not in QUEUES:
+            problems.append(f"handler for {decision!r} names unknown queue {queue!r}")
+            continue
+        role = get_queue(queue).role
+        unknown = [e for e in handler.events if e not in protocol.EVENTS]
+        if not handler.events or unknown:
+            problems.append(f"{queue}:{decision} names unknown events {unknown or '(none)'}; valid: "
+                            f"{', '.join(protocol.EVENTS)}")
+            continue
+        for event in handler.events:
+            if role not in protocol.EVENTS[event].roles:
+                problems.append(f"{queue}:{decision} causes {event!r}, which a {role} may not (only "
+                                f"{sorted(protocol.EVENTS[event].roles)})")
+        if not _legal_from_somewhere(handler.events):
+            problems.append(f"{queue}:{decision}: events {list(handler.events)} cannot follow one another")
+    caused = {e for h in table.values() for e in h.events}
+    for name, event in protocol.EVENTS.items():
+        if event.roles & protocol.PEOPLE and name not in caused:
+            problems.append(f"event {name!r} is caused by people ({sorted(event.roles)}) but by no handler")
+    if problems:
+        raise ProtocolError("the decision handlers do not match the queues and the protocol:\n  "
+                            + "\n  ".join(problems))
+
+
+HANDLERS: dict[tuple[str, str], Handler] = build_table((*stage2.HANDLERS, *stage3.HANDLERS, *stage4.HANDLERS))
+check_table(HANDLERS)
 
 
 def _decision_seen(session: Session, annotation) -> Decision | None:
@@ -96,7 +123,7 @@ def apply_annotation(session: Session, settings: Settings, task: Task, annotatio
     image = session.get(Image, task.image_id)
     if image is None:
         raise AnnotatorError(f"task {task.ls_task_id} names image {task.image_id}, which the store no longer has")
-    role = QUEUE_ROLES[task.queue]
+    role = get_queue(task.queue).role
     if not annotation.valid:
         if previous is None or previous.message != annotation.message:
             _record(session, task, annotation, annotation.decision or "none", role, valid=False, message=annotation.message)
@@ -119,7 +146,7 @@ def apply_annotation(session: Session, settings: Settings, task: Task, annotatio
     handler = HANDLERS.get((task.queue, annotation.decision))
     if handler is None:
         raise ProtocolError(f"image {image.id}: decision {annotation.decision!r} has no meaning in queue {task.queue}")
-    handler(session, settings, task, image, annotation, decision, kw, report)
+    handler.apply(session, settings, task, image, annotation, decision, kw, report)
     task.status = "done"
     report.count(f"{task.queue}:{annotation.decision}")
 

@@ -20,6 +20,7 @@ from annotator.credentials import with_workspace_secrets
 from annotator.errors import AnnotatorError
 from annotator.ingest.importer import import_items, list_items
 from annotator.labelstudio.client import LabelStudio
+from annotator.labelstudio.queue import Queue
 from annotator.labelstudio.server import start_server, stop_server
 from annotator.workspace import init_workspace
 from db.engine import session_scope
@@ -50,9 +51,9 @@ def _work_queue(settings: Settings, ls, queue: str, people) -> None:
 
 def _review_cycle(settings: Settings, ls, people) -> None:
     """The RAs review the open round; unsure cases go to the MDs, whose advice the RAs then follow."""
-    _work_queue(settings, ls, "ra_review", people)
+    _work_queue(settings, ls, Queue.RA_REVIEW, people)
     for _ in range(MAX_MD_PASSES):
-        for queue in ("md_advice", "ra_adjust"):
+        for queue in (Queue.MD_ADVICE, Queue.RA_ADJUST):
             _work_queue(settings, ls, queue, people)
         with session_scope(settings.database_url) as session:
             if undecided(session, open_round(session)) == 0:
@@ -138,8 +139,8 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
 
     backend = start_backend(settings)  # `serve backend --connect`
     try:
-        ls.connect_backend(ls.ensure_project("ra_review"), f"http://{settings.backend_host}:{settings.backend_port}",
-                           settings.backend_token)
+        backend_url = f"http://{settings.backend_host}:{settings.backend_port}"
+        ls.connect_backend(ls.ensure_project(Queue.RA_REVIEW), backend_url, settings.backend_token)
     except AnnotatorError as exc:  # the queues work without it; predictions are imported inline
         say(f"  (ML backend not connected: {exc})")
 
@@ -166,7 +167,7 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
             rep = run_stage3(session, settings, preset, require_reference=True, progress=True)
             say(f"  {rep.candidates} images nominated; networks {', '.join(rep.networks)}"
                 + "".join(f"; {n} went on from the working network {v}" for n, v in rep.warm_started.items()))
-    _work_queue(settings, ls, "best_of_six", people)  # push, `simulate`, `stage3 sync`
+    _work_queue(settings, ls, Queue.BEST_OF_SIX, people)  # push, `simulate`, `stage3 sync`
     with session_scope(url) as session:  # `stage3 close`
         s3summary = close_stage3(session, settings, preset, progress=True)
         denied = count_in_states(session, ["denied"])
@@ -185,7 +186,7 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
     with session_scope(url) as session:  # `stage4 sample`
         s4 = sample(session, settings, 0.2, seed)
     say(f"  {s4['sampled']} of {s4.get('repository', '?')} repository images sampled")
-    _work_queue(settings, ls, "md_verify", people)  # push, `simulate`, `stage4 sync`
+    _work_queue(settings, ls, Queue.MD_VERIFY, people)  # push, `simulate`, `stage4 sync`
     with session_scope(url) as session:
         splits = finish(session, seed)
     say(f"  splits: {splits['splits']}")

@@ -24,8 +24,9 @@ from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.durability import fsync_dir
 from annotator.errors import AnnotatorError, ImageReadError
-from annotator.imaging.io import read_image, write_png
+from annotator.imaging.io import write_png
 from annotator.progress import track
+from annotator.store import image_pixels, read_mask_of
 from db.models import Decision, Image, Mask
 from db.queries import current_mask
 from workflows.protocol import IN_REPOSITORY
@@ -150,8 +151,8 @@ def _write_export(session: Session, settings: Settings, out_path: Path,
                 continue
             name = f"cxr_{image.id:06d}.png"
             folder = root / SPLIT_FOLDERS[split] / _class_folder(image.cls)
-            write_png(folder / "images" / name, read_image(settings.workspace_path / image.store_path))
-            write_png(folder / "lung masks" / name, read_image(settings.workspace_path / mask_row.store_path))
+            write_png(folder / "images" / name, image_pixels(settings, image))
+            write_png(folder / "lung masks" / name, read_mask_of(settings, mask_row))
             by_split[split] = by_split.get(split, 0) + 1
             crash_point("export.after_image")
             decisions = list(session.scalars(select(Decision).where(Decision.image_id == image.id).order_by(Decision.id)))

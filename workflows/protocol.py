@@ -42,11 +42,14 @@ class Event:
     sources: frozenset[str]
     target: str
     stage: int  # 1-4
-    role: str  # who may cause it: RA, MD or system
+    roles: frozenset[str]  # who may cause it: RA, MD or system
 
 
-def _event(name: str, sources, target: str, stage: int, role: str) -> Event:
-    return Event(name, frozenset([sources] if isinstance(sources, str) else sources), target, stage, role)
+def _event(name: str, sources, target: str, stage: int, roles) -> Event:
+    def as_set(x) -> frozenset[str]:
+        return frozenset([x] if isinstance(x, str) else x)
+
+    return Event(name, as_set(sources), target, stage, as_set(roles))
 
 
 EVENTS: dict[str, Event] = {
@@ -59,8 +62,8 @@ EVENTS: dict[str, Event] = {
         _event("correct", "rejected", "corrected", 2, "RA"),
         _event("doubt", "predicted", "unsure", 2, "RA"),
         _event("advise", "unsure", "md_advised", 2, "MD"),
-        _event("adjust", "md_advised", "adjusted", 2, "RA"),
-        _event("exclude", {"predicted", "unsure", "md_advised"}, "excluded", 2, "RA"),
+        _event("adjust", "md_advised", "adjusted", 2, {"RA", "MD"}),  # MD: the advice is "keep it as it is"
+        _event("exclude", {"predicted", "unsure", "md_advised"}, "excluded", 2, {"RA", "MD"}),
         _event("reopen", REOPENABLE, "predicted", 2, "system"),
         _event("nominate", "pool", "candidates", 3, "system"),
         _event("select", "candidates", "selected", 3, "RA"),
@@ -71,8 +74,7 @@ EVENTS: dict[str, Event] = {
     )
 }
 
-# The RA's review choices in Label Studio -> the event they cause.
-DECISION_EVENTS: dict[str, str] = {"accept": "accept", "reject": "reject", "unsure": "doubt", "exclude": "exclude"}
+PEOPLE: frozenset[str] = frozenset({"RA", "MD"})  # the roles that work Label Studio queues
 
 
 def get_event(name: str) -> Event:

@@ -12,33 +12,35 @@ from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
-from annotator.imaging.io import read_mask
+from annotator.labelstudio.tasks import TaskIn, task_key
+from annotator.labelstudio.queue import Queue, get_queue
 from annotator.progress import progress_bar, track
+from annotator.store import image_file, read_mask_by_id
 from db.engine import session_scope
-from db.models import Image, Mask, Task
+from db.models import Image, Task
+from workflows.decisions import SyncReport, apply_annotation
 from workflows.quarantine import apply_isolated
 
 log = logging.getLogger(__name__)
 
-QUEUE_ORDER = ("ra_review", "md_advice", "ra_adjust", "best_of_six", "md_verify")
-# what each queue shows besides the image: the prediction (or current) mask as a brush prediction
-SHOWS_MASK = {"ra_review": True, "md_advice": True, "ra_adjust": True, "best_of_six": False, "md_verify": True}
+QUEUE_ORDER: tuple[Queue, ...] = tuple(Queue)
 
 
-def _task_in(settings: Settings, session: Session, task: Task):
-    from annotator.labelstudio.tasks import TaskIn
-
+def _task_in(settings: Settings, session: Session, task: Task) -> TaskIn:
     image = session.get(Image, task.image_id)
     payload = task.payload or {}
-    image_path = settings.workspace_path / payload.get("image_path", image.store_path)
+    # best-of-six tasks show a pre-rendered grid instead of the image itself
+    image_path = image_file(settings, image)
+    if "image_path" in payload:
+        image_path = settings.workspace_path / payload["image_path"]
     mask = None
-    if SHOWS_MASK[task.queue] and payload.get("mask_id"):
-        row = session.get(Mask, payload["mask_id"])
-        mask = read_mask(settings.workspace_path / row.store_path, (image.height, image.width))
+    # a queue with a brush shows the prediction (or current) mask as a brush prediction
+    if get_queue(task.queue).has_brush and payload.get("mask_id"):
+        mask = read_mask_by_id(session, settings, payload["mask_id"])
     extra = {k: payload[k] for k in ("qc", "ra_case", "advice") if k in payload}
-    if task.queue == "md_advice":
+    if task.queue == Queue.MD_ADVICE:
         extra.setdefault("ra_case", "")
-    if task.queue == "ra_adjust":
+    if task.queue == Queue.RA_ADJUST:
         extra.setdefault("advice", "")
     return TaskIn(image_id=image.id, queue=task.queue, image_path=image_path, round_id=task.round_id,
                   prediction_mask=mask, model_version=task.model_version or "none" if mask is not None else None,
@@ -55,8 +57,6 @@ def push(session: Session, settings: Settings, ls, queue: str, progress: bool = 
     with progress_bar(f"pushing {queue} tasks", total=len(pending), enabled=progress, unit="tasks") as bar:
         result = ls.import_tasks(project_id, [_task_in(settings, session, t) for t in pending], progress=bar.advance)
     crash_point("push.after_import")
-    from annotator.labelstudio.tasks import task_key
-
     for task in pending:
         key = task_key(task.queue, task.round_id, task.image_id)
         if key in result.task_ids:
@@ -105,9 +105,6 @@ def push_queue(settings: Settings, ls, queue: str, progress: bool = True) -> dic
 
 def sync_queues(settings: Settings, ls, queues: tuple[str, ...], progress: bool = True) -> dict:
     """Read back ``queues`` in one transaction; returns the SyncReport as a dict."""
-    from workflows.decisions import SyncReport, apply_annotation, load_handlers
-
-    load_handlers()
     report = SyncReport()
     with session_scope(settings.database_url) as session:
         for queue in queues:

@@ -27,7 +27,7 @@ from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.durability import copy_durably
 from annotator.errors import AnnotatorError
-from annotator.imaging.io import read_image, read_mask
+from annotator.store import image_pixels, read_mask_of
 from db.models import Image, Mask, Model, SplitMember
 from db.queries import current_mask, working_model
 from workflows.protocol import IN_REPOSITORY
@@ -103,7 +103,6 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
     """(image, current lung mask) pairs of the repository, minus the fixed held-out images; the fixed
     validation pairs (Stage I's ``val`` part and the collection part)."""
     held = _held_out(session)
-    root = settings.workspace_path
     train, train_ids, mask_ids, is_seed, val, val_ids = [], [], [], [], [], []
     for image in session.scalars(select(Image).where(Image.state.in_(IN_REPOSITORY)).order_by(Image.id)):
         if image.id in held:
@@ -111,8 +110,7 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
         mask = current_mask(session, image.id, "lung")
         if mask is None or mask.origin == "model":
             continue
-        pixels = read_image(root / image.store_path)
-        train.append((pixels, read_mask(root / mask.store_path, pixels.shape)))
+        train.append((image_pixels(settings, image), read_mask_of(settings, mask)))
         train_ids.append(image.id)
         mask_ids.append(mask.id)
         is_seed.append(mask.origin == "seed")
@@ -127,8 +125,7 @@ def repository_data(session: Session, settings: Settings) -> RepositoryData:
                 mask = None
         if image is None or mask is None:
             continue
-        pixels = read_image(root / image.store_path)
-        val.append((pixels, read_mask(root / mask.store_path, pixels.shape)))
+        val.append((image_pixels(settings, image), read_mask_of(settings, mask)))
         val_ids.append(image_id)
     if not val:
         raise AnnotatorError("no fixed validation set: run `annotator stage1 run` first")

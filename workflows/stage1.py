@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.errors import TrainingError
-from annotator.imaging.io import read_image, read_mask
+from annotator.store import image_pixels, read_mask_of
 from db.models import Image, Mask, Model, SplitMember
 from db.queries import working_model
 
@@ -125,8 +125,7 @@ def assign_split(session: Session, images: Sequence[Image], name: str = SPLIT_NA
 def load_pairs(settings: Settings, rows: Sequence[tuple[Image, Mask]]) -> list[tuple[np.ndarray, np.ndarray]]:
     pairs = []
     for image, mask in rows:
-        pixels = read_image(settings.workspace_path / image.store_path)
-        pairs.append((pixels, read_mask(settings.workspace_path / mask.store_path, pixels.shape)))
+        pairs.append((image_pixels(settings, image), read_mask_of(settings, mask)))
     return pairs
 
 

@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
-from annotator.imaging.io import read_image, read_mask
-from annotator.ingest.importer import add_mask
+from annotator.labelstudio.queue import Queue
 from annotator.progress import progress_bar
+from annotator.store import add_mask, image_pixels, read_mask_by_id, read_mask_of
 from db.models import Decision, Image, Mask, Round, Task
 from db.queries import working_model
 from workflows import engine, protocol
 from workflows.qc import check_lung_mask
-from workflows.decisions import HANDLERS, new_task, prediction_mask as _prediction_mask
+from workflows.handler import Handler, new_task
 from workflows.sampling import Candidate, choose
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def start_round(session: Session, settings: Settings, predictor, *, size: int, s
         with progress_bar("uncertainty scoring", total=len(scored), enabled=progress, unit="images") as bar:
             for start in range(0, len(scored), PREDICT_BATCH):
                 chunk = scored[start:start + PREDICT_BATCH]
-                probs = predictor.predict_proba([read_image(settings.workspace_path / i.store_path) for i in chunk])
+                probs = predictor.predict_proba([image_pixels(settings, i) for i in chunk])
                 uncertainty += [mask_uncertainty(p) for p in probs]
                 bar.advance(len(chunk))
         cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr, u)
@@ -132,7 +132,7 @@ def start_round(session: Session, settings: Settings, predictor, *, size: int, s
 def _prelabel(session: Session, settings: Settings, predictor, model, round_: Round, chunk: list[Image],
               report: RoundReport) -> None:
     """Predict ``chunk``, store each mask, QC it, move the image to ``predicted`` and add its RA review task."""
-    masks = predictor.predict([read_image(settings.workspace_path / i.store_path) for i in chunk])
+    masks = predictor.predict([image_pixels(settings, i) for i in chunk])
     for image, mask in zip(chunk, masks, strict=True):
         row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
                        model_version=model.model_version, skip_if_same=False)
@@ -140,8 +140,9 @@ def _prelabel(session: Session, settings: Settings, predictor, model, round_: Ro
         report.qc_flagged += int(not qc.ok)
         engine.move(session, image, "predict", actor="system", role="system", round_id=round_.id,
                     model_version=model.model_version)
-        session.add(Task(image_id=image.id, round_id=round_.id, queue="ra_review", model_version=model.model_version,
-                         status="open", payload={"mask_id": row.id, "qc": qc.text, "qc_ok": qc.ok}))
+        session.add(Task(image_id=image.id, round_id=round_.id, queue=Queue.RA_REVIEW,
+                         model_version=model.model_version, status="open",
+                         payload={"mask_id": row.id, "qc": qc.text, "qc_ok": qc.ok}))
 
 
 def next_round(session: Session, settings: Settings, *, size: int, strategy: str = "stratified", seed: int = 0,
@@ -161,7 +162,8 @@ def next_round(session: Session, settings: Settings, *, size: int, strategy: str
 # -- decisions of this stage's queues ---------------------------------------------------------------
 def _accept(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "accept", **kw)
-    add_mask(session, settings, image, "lung", _prediction_mask(session, settings, task, image), origin="ra_accepted",
+    shown = read_mask_by_id(session, settings, task.payload["mask_id"])
+    add_mask(session, settings, image, "lung", shown, origin="ra_accepted",
              author=kw["actor"], model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
 
 
@@ -174,8 +176,8 @@ def _reject(session, settings, task, image, annotation, decision, kw, report):
 
 def _unsure(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "doubt", **kw)
-    new_task(session, task, "md_advice", {"mask_id": task.payload["mask_id"], "ra_case": annotation.comment or "",
-                                           "qc": task.payload.get("qc", "")}, report)
+    new_task(session, task, Queue.MD_ADVICE, {"mask_id": task.payload["mask_id"], "ra_case": annotation.comment or "",
+                                              "qc": task.payload.get("qc", "")}, report)
 
 
 def _exclude(session, settings, task, image, annotation, decision, kw, report):
@@ -185,15 +187,16 @@ def _exclude(session, settings, task, image, annotation, decision, kw, report):
 
 def _md_adjust(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "advise", **kw)
-    new_task(session, task, "ra_adjust", {"mask_id": task.payload["mask_id"], "advice": annotation.comment or ""},
-              report)
+    new_task(session, task, Queue.RA_ADJUST, {"mask_id": task.payload["mask_id"],
+                                              "advice": annotation.comment or ""}, report)
 
 
 def _md_accept(session, settings, task, image, annotation, decision, kw, report):
     """The MD finds the prediction right: advised and adjusted in one go, the prediction kept."""
     engine.move(session, image, "advise", **kw)
     engine.move(session, image, "adjust", **kw)
-    add_mask(session, settings, image, "lung", _prediction_mask(session, settings, task, image), origin="md_adjusted",
+    shown = read_mask_by_id(session, settings, task.payload["mask_id"])
+    add_mask(session, settings, image, "lung", shown, origin="md_adjusted",
              author=kw["actor"], model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
 
 
@@ -208,16 +211,16 @@ def _ra_adjusted(session, settings, task, image, annotation, decision, kw, repor
              model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
 
 
-HANDLERS.update({
-    ("ra_review", "accept"): _accept,
-    ("ra_review", "reject"): _reject,
-    ("ra_review", "unsure"): _unsure,
-    ("ra_review", "exclude"): _exclude,
-    ("md_advice", "adjust"): _md_adjust,
-    ("md_advice", "accept"): _md_accept,
-    ("md_advice", "exclude"): _md_exclude,
-    ("ra_adjust", "adjusted"): _ra_adjusted,
-})
+HANDLERS: tuple[Handler, ...] = (
+    Handler(Queue.RA_REVIEW, "accept", ("accept",), _accept),
+    Handler(Queue.RA_REVIEW, "reject", ("reject", "correct"), _reject),
+    Handler(Queue.RA_REVIEW, "unsure", ("doubt",), _unsure),
+    Handler(Queue.RA_REVIEW, "exclude", ("exclude",), _exclude),
+    Handler(Queue.MD_ADVICE, "adjust", ("advise",), _md_adjust),
+    Handler(Queue.MD_ADVICE, "accept", ("advise", "adjust"), _md_accept),
+    Handler(Queue.MD_ADVICE, "exclude", ("exclude",), _md_exclude),
+    Handler(Queue.RA_ADJUST, "adjusted", ("adjust",), _ra_adjusted),
+)
 
 
 def undecided(session: Session, round_: Round) -> int:
@@ -235,12 +238,11 @@ def round_summary(session: Session, settings: Settings, round_: Round) -> dict:
     by_kind: dict[str, int] = {}
     for d in decisions:
         by_kind[d.decision] = by_kind.get(d.decision, 0) + 1
-    tasks = list(session.scalars(select(Task).where(Task.round_id == round_.id, Task.queue == "ra_review")))
+    tasks = list(session.scalars(select(Task).where(Task.round_id == round_.id, Task.queue == Queue.RA_REVIEW)))
     review_ids = {t.id for t in tasks}
     reviews = [d for d in decisions if d.task_id in review_ids]
     accepted = sum(1 for d in reviews if d.decision == "accept")
     scores = []
-    root = settings.workspace_path
     for task in tasks:
         image = session.get(Image, task.image_id)
         if image.state not in protocol.IN_REPOSITORY:
@@ -249,8 +251,7 @@ def round_summary(session: Session, settings: Settings, round_: Round) -> dict:
                                                   Mask.origin != "model").order_by(Mask.version.desc()).limit(1))
         pred = session.get(Mask, task.payload["mask_id"])
         if final is not None and pred is not None:
-            shape = (image.height, image.width)
-            scores.append(dice(read_mask(root / pred.store_path, shape), read_mask(root / final.store_path, shape)))
+            scores.append(dice(read_mask_of(settings, pred), read_mask_of(settings, final)))
     return {
         "round": round_.number, "images": round_.size, "model_version": round_.model_version,
         "decisions": by_kind, "reviews": len(reviews),
@@ -278,7 +279,7 @@ def close_round(session: Session, settings: Settings, preset: str, progress: boo
                              "let the RAs/MDs finish, then `annotator round sync` (and `annotator md queue --sync`)")
     before = working_model(session)
     verified = list(session.scalars(select(Image.id).where(
-        Image.id.in_(select(Task.image_id).where(Task.round_id == round_.id, Task.queue == "ra_review")),
+        Image.id.in_(select(Task.image_id).where(Task.round_id == round_.id, Task.queue == Queue.RA_REVIEW)),
         Image.state.in_(STAGE2_MADE)).order_by(Image.id)))
     reserved = reserve_collection_validation(session, verified, seed=round_.number)
     data = repository_data(session, settings)

@@ -22,14 +22,14 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
-from annotator.imaging.io import read_image
+from annotator.labelstudio.queue import Queue
 from annotator.labelstudio.grid import write_best_of_six
-from annotator.ingest.importer import add_mask
 from annotator.progress import progress_bar, track
+from annotator.store import add_mask, image_pixels, read_mask_by_id
 from db.models import Decision, Image, Model, Round, Task
 from db.queries import working_model
 from workflows import engine
-from workflows.decisions import HANDLERS, prediction_mask
+from workflows.handler import Handler
 
 if TYPE_CHECKING:
     from annotator.segmentation.presets import TrainConfig
@@ -94,7 +94,7 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
     if limit is not None:
         pool = pool[:limit]
     for image in track(pool, "Stage III: six predictions per image", enabled=progress, unit="images"):
-        gray = read_image(settings.workspace_path / image.store_path)
+        gray = image_pixels(settings, image)
         mask_ids = []
         masks = []
         for model, predictor in zip(models, predictors, strict=True):
@@ -106,7 +106,7 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
         grid = write_best_of_six(settings, image.id, round_.id, gray, masks)
         grid_rel = str(grid.relative_to(settings.workspace_path))
         engine.move(session, image, "nominate", actor="system", role="system", round_id=round_.id)
-        session.add(Task(image_id=image.id, round_id=round_.id, queue="best_of_six", status="open",
+        session.add(Task(image_id=image.id, round_id=round_.id, queue=Queue.BEST_OF_SIX, status="open",
                          model_version=None, payload={"mask_ids": mask_ids, "image_path": grid_rel,
                                                       "model_versions": [m.model_version for m in models]}))
     round_.size = len(pool)
@@ -123,7 +123,7 @@ def _select(session, settings, task, image, annotation, decision, kw, report):
     decision.model_version = version
     kw = {**kw, "model_version": version}
     engine.move(session, image, "select", **kw)
-    add_mask(session, settings, image, "lung", prediction_mask(session, settings, task, image, mask_id),
+    add_mask(session, settings, image, "lung", read_mask_by_id(session, settings, mask_id),
              origin="ra_accepted", author=kw["actor"], model_version=version, decision_id=decision.id,
              skip_if_same=False)
 
@@ -132,8 +132,10 @@ def _deny(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "deny", **kw)
 
 
-HANDLERS.update({("best_of_six", f"m{k}"): _select for k in range(1, 7)})
-HANDLERS[("best_of_six", "deny")] = _deny
+HANDLERS: tuple[Handler, ...] = (
+    *(Handler(Queue.BEST_OF_SIX, f"m{k}", ("select",), _select) for k in range(1, 7)),
+    Handler(Queue.BEST_OF_SIX, "deny", ("deny",), _deny),
+)
 
 
 def picks(session: Session, round_: Round) -> dict[str, int]:

@@ -9,11 +9,12 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
-from annotator.ingest.importer import add_mask
+from annotator.labelstudio.queue import Queue
+from annotator.store import add_mask, read_mask_by_id
 from db.models import Image, Round, Task
 from db.queries import current_mask
 from workflows import engine
-from workflows.decisions import HANDLERS, prediction_mask
+from workflows.handler import Handler
 from workflows.protocol import IN_REPOSITORY, VERIFIABLE
 from workflows.splits import assign_splits, stratified_sample
 
@@ -46,7 +47,7 @@ def sample(session: Session, settings: Settings, fraction: float = 0.2, seed: in
         mask = current_mask(session, image.id, "lung")
         engine.move(session, image, "sample", actor="system", role="system", round_id=round_.id)
         # one model_version for the whole queue: Label Studio's stream shows only the project's version
-        session.add(Task(image_id=image.id, round_id=round_.id, queue="md_verify", status="open",
+        session.add(Task(image_id=image.id, round_id=round_.id, queue=Queue.MD_VERIFY, status="open",
                          model_version=VERIFY_MODEL_VERSION,
                          payload={"mask_id": mask.id, "mask_model_version": mask.model_version,
                                   "mask_origin": mask.origin}))
@@ -57,7 +58,8 @@ def sample(session: Session, settings: Settings, fraction: float = 0.2, seed: in
 
 def _verified(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "verify", **kw)
-    add_mask(session, settings, image, "lung", prediction_mask(session, settings, task, image), origin="md_verified",
+    shown = read_mask_by_id(session, settings, task.payload["mask_id"])
+    add_mask(session, settings, image, "lung", shown, origin="md_verified",
              author=kw["actor"], model_version=task.payload.get("mask_model_version"), decision_id=decision.id,
              skip_if_same=False)
 
@@ -68,8 +70,10 @@ def _corrected(session, settings, task, image, annotation, decision, kw, report)
              model_version=task.payload.get("mask_model_version"), decision_id=decision.id, skip_if_same=False)
 
 
-HANDLERS[("md_verify", "verified")] = _verified
-HANDLERS[("md_verify", "corrected")] = _corrected
+HANDLERS: tuple[Handler, ...] = (
+    Handler(Queue.MD_VERIFY, "verified", ("verify",), _verified),
+    Handler(Queue.MD_VERIFY, "corrected", ("md_correct",), _corrected),
+)
 
 
 def finish(session: Session, seed: int = 0) -> dict:

@@ -8,6 +8,7 @@ import typer
 
 from annotator.cli.common import JsonFlag, handle_errors, push_tasks, sync_tasks, workspace_settings
 from annotator.cli.render import render_not_applied, render_result
+from annotator.labelstudio.queue import Queue
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -23,8 +24,8 @@ def md_queue(
     workspace_settings(ctx)  # an initialised workspace, or the error saying how to make one
     report: dict = {}
     if do_sync:
-        report = sync_tasks(ctx, ("md_advice",))
-    report["pushed_md_advice"] = push_tasks(ctx, "md_advice")
-    report["pushed_ra_adjust"] = push_tasks(ctx, "ra_adjust")
+        report = sync_tasks(ctx, (Queue.MD_ADVICE,))
+    report["pushed_md_advice"] = push_tasks(ctx, Queue.MD_ADVICE)
+    report["pushed_ra_adjust"] = push_tasks(ctx, Queue.RA_ADJUST)
     render_result(report, as_json, "MD queue")
     render_not_applied(report)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from annotator.cli.common import JsonFlag, TrainingPreset, handle_errors, in_transaction, push_tasks, sync_tasks
 from annotator.cli.common import workspace_session
 from annotator.cli.render import render_not_applied, render_result, render_rounds
+from annotator.labelstudio.queue import Queue
 from db.models import Round
 from workflows.quarantine import outstanding
 from workflows.stage2 import close_round, next_round
@@ -30,15 +31,15 @@ def round_next(
     """Choose the next images, pre-label them with the working network and push them to the RA queue."""
     with workspace_session(ctx, labelstudio=True) as (settings, session):
         report = next_round(session, settings, size=size or settings.round_size, strategy=strategy, seed=seed)
-    render_result({**report, "pushed": push_tasks(ctx, "ra_review")}, as_json, "round started")
+    render_result({**report, "pushed": push_tasks(ctx, Queue.RA_REVIEW)}, as_json, "round started")
 
 
 @app.command("sync")
 @handle_errors
 def round_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read the RAs' decisions (review and adjust queues) into the store; unsure cases go to the MD queue."""
-    report = sync_tasks(ctx, ("ra_review", "ra_adjust"))
-    report["pushed_md_advice"] = push_tasks(ctx, "md_advice")
+    report = sync_tasks(ctx, (Queue.RA_REVIEW, Queue.RA_ADJUST))
+    report["pushed_md_advice"] = push_tasks(ctx, Queue.MD_ADVICE)
     render_result(report, as_json, "round sync")
     render_not_applied(report)
 

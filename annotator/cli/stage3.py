@@ -7,6 +7,7 @@ import typer
 from annotator.cli.common import JsonFlag, TrainingPreset, handle_errors, in_transaction, push_tasks, sync_tasks
 from annotator.cli.common import workspace_session
 from annotator.cli.render import render_not_applied, render_result
+from annotator.labelstudio.queue import Queue
 from workflows.stage3 import close_stage3, run_stage3
 
 app = typer.Typer(no_args_is_help=True)
@@ -18,14 +19,14 @@ def stage3_run(ctx: typer.Context, preset: TrainingPreset = "quick", as_json: Js
     """Train six networks on the repository, predict every remaining image, push best-of-six tasks."""
     with workspace_session(ctx, labelstudio=True) as (settings, session):
         report = run_stage3(session, settings, preset).__dict__
-    render_result({**report, "pushed": push_tasks(ctx, "best_of_six")}, as_json, "Stage III")
+    render_result({**report, "pushed": push_tasks(ctx, Queue.BEST_OF_SIX)}, as_json, "Stage III")
 
 
 @app.command("sync")
 @handle_errors
 def stage3_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read the best-of-six selections and denials."""
-    report = sync_tasks(ctx, ("best_of_six",))
+    report = sync_tasks(ctx, (Queue.BEST_OF_SIX,))
     render_result(report, as_json, "Stage III sync")
     render_not_applied(report)
 

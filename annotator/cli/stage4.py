@@ -8,6 +8,7 @@ import typer
 
 from annotator.cli.common import JsonFlag, handle_errors, push_tasks, sync_tasks, workspace_session
 from annotator.cli.render import render_not_applied, render_result
+from annotator.labelstudio.queue import Queue
 from workflows.stage4 import finish, sample
 
 app = typer.Typer(no_args_is_help=True)
@@ -24,14 +25,14 @@ def stage4_sample(
     """Sample the repository (stratified) into the MD verification queue."""
     with workspace_session(ctx, labelstudio=True) as (settings, session):
         report = sample(session, settings, fraction, seed)
-    render_result({**report, "pushed": push_tasks(ctx, "md_verify")}, as_json, "Stage IV sample")
+    render_result({**report, "pushed": push_tasks(ctx, Queue.MD_VERIFY)}, as_json, "Stage IV sample")
 
 
 @app.command("sync")
 @handle_errors
 def stage4_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read the MDs' verifications; when all are in, store the splits (test = verified)."""
-    report = sync_tasks(ctx, ("md_verify",))
+    report = sync_tasks(ctx, (Queue.MD_VERIFY,))
     with workspace_session(ctx) as (_settings, session):
         report.update(finish(session))
     render_result(report, as_json, "Stage IV sync")

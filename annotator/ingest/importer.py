@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
-from annotator.durability import copy_durably, write_bytes_durably
 from annotator.errors import AnnotatorError, MaskError
-from annotator.imaging.io import encode_mask_png, file_sha256, load_image, read_mask, write_png
+from annotator.imaging.io import file_sha256, load_image, read_mask, write_png
 from annotator.imaging.quality import measure_quality
 from annotator.imaging.limits import ImageLimits
 from annotator.ingest.layouts import ImportItem, ItemProblem, get_layout, one_line, printable
-from db.models import Image, ImageSource, Mask
+from annotator.store import add_first_mask, add_mask, store_file
+from db.models import Image, ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +74,6 @@ class ImportSummary:
         }
 
 
-def _store_bytes(src: Path, dest: Path) -> None:
-    """Copy atomically; an existing file of the same content address is kept."""
-    if dest.exists():
-        return
-    copy_durably(src, dest)
-
-
-def _store_mask(settings: Settings, kind: str, image_sha: str, mask: np.ndarray) -> tuple[str, str]:
-    """Write a mask content-addressed; returns (path relative to the workspace, file sha256)."""
-    import hashlib
-
-    data = encode_mask_png(mask)
-    digest = hashlib.sha256(data).hexdigest()
-    rel = Path("store") / "masks" / kind / image_sha[:2] / f"{image_sha}-{digest[:12]}.png"
-    dest = settings.workspace_path / rel
-    if not dest.exists():
-        write_bytes_durably(dest, data)
-    return str(rel), digest
-
-
 def _read_item_mask(item: ImportItem, kind: str, shape: tuple[int, int],
                     threshold: float | None) -> np.ndarray | None:
     paths = {"lung": [item.lung_mask_path, *item.lung_mask_parts], "infection": [item.infection_mask_path]}[kind]
@@ -109,32 +89,6 @@ def _read_item_mask(item: ImportItem, kind: str, shape: tuple[int, int],
     return union
 
 
-def add_mask(session: Session, settings: Settings, image: Image, kind: str, mask: np.ndarray, origin: str,
-             author: str | None = None, model_version: str | None = None, decision_id: int | None = None,
-             skip_if_same: bool = True) -> Mask | None:
-    """Record a new version of an image's mask; with skip_if_same an identical file adds nothing."""
-    rel, digest = _store_mask(settings, kind, image.sha256, mask)
-    if skip_if_same:
-        same = session.scalar(
-            select(Mask.id).where(Mask.image_id == image.id, Mask.kind == kind, Mask.file_hash == digest).limit(1)
-        )
-        if same is not None:
-            return None
-    version = (session.scalar(
-        select(func.max(Mask.version)).where(Mask.image_id == image.id, Mask.kind == kind)) or 0) + 1
-    row = Mask(image_id=image.id, kind=kind, version=version, origin=origin, author=author,
-               model_version=model_version, store_path=rel, file_hash=digest, decision_id=decision_id)
-    session.add(row)
-    session.flush()
-    return row
-
-
-def _add_first_mask(settings: Settings, image: Image, kind: str, mask: np.ndarray, origin: str, author: str) -> None:
-    """Version 1 of a mask of an image created in this transaction: no query needed (flushed with it)."""
-    rel, digest = _store_mask(settings, kind, image.sha256, mask)
-    image.masks.append(Mask(kind=kind, version=1, origin=origin, author=author, store_path=rel, file_hash=digest))
-
-
 def _store_original(settings: Settings, src: Path, rel: Path, deidentify: bool) -> dict:
     """Keep an original outside the served store; a DICOM's copy de-identified if asked. Returns the
     image attributes that record it (where it is; whether and how its header was de-identified)."""
@@ -146,7 +100,7 @@ def _store_original(settings: Settings, src: Path, rel: Path, deidentify: bool) 
 
         write_deidentified(src, dest, settings.pseudonym_key)
         return {"original_store_path": str(rel), "deidentified": METHOD, "original_file_sha256": file_sha256(dest)}
-    _store_bytes(src, dest)
+    store_file(src, dest)
     return {"original_store_path": str(rel)}
 
 
@@ -165,7 +119,7 @@ def _import_one(session: Session, settings: Settings, item: ImportItem, layout: 
         attributes = dict(item.attributes)
         patient_id = item.patient_id or loaded.patient_id
         if suffix in BROWSER_SUFFIXES and loaded.bit_depth == 8:  # served to the browser as it is
-            _store_bytes(item.image_path, settings.workspace_path / working_rel)
+            store_file(item.image_path, settings.workspace_path / working_rel)
         else:
             # DICOM, TIFF, BMP and 16-bit files: the original (a DICOM with its header) is kept outside the
             # folder Label Studio serves; people and networks see an 8-bit PNG view in the store
@@ -188,7 +142,7 @@ def _import_one(session: Session, settings: Settings, item: ImportItem, layout: 
         )
         for kind, mask in masks.items():  # a new image: its seed masks are version 1, no lookup needed
             if mask is not None:
-                _add_first_mask(settings, image, kind, mask, origin="seed", author=f"import:{layout}")
+                add_first_mask(settings, image, kind, mask, origin="seed", author=f"import:{layout}")
                 summary.masks_added[kind] += 1
         session.add(image)
         session.flush()

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.errors import AnnotatorError
-from annotator.imaging.io import file_sha256, read_image, read_mask
+from annotator.imaging.io import file_sha256
 from annotator.ingest.items import one_line, printable
+from annotator.store import image_pixels, read_mask_of
 from db.models import Image, Mask
 
 
@@ -39,7 +40,7 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
             # a de-identified copy has its own hash; any other original is the imported file itself
             if file_sha256(original) != (image.attributes or {}).get("original_file_sha256", image.sha256):
                 report.problems.append((where, f"{original} does not match its content hash"))
-            pixels = read_image(root / image.store_path)
+            pixels = image_pixels(settings, image)
             if pixels.shape != (image.height, image.width):
                 report.problems.append((where, f"stored size {image.width}x{image.height}, file {pixels.shape[::-1]}"))
         except (OSError, AnnotatorError, ValueError, MemoryError) as exc:
@@ -59,7 +60,7 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
         try:
             if file_sha256(path) != mask.file_hash:
                 report.problems.append((where, f"{path} does not match its hash"))
-            read_mask(path, (mask.image.height, mask.image.width))
+            read_mask_of(settings, mask)
         except (OSError, AnnotatorError, ValueError, MemoryError) as exc:
             report.problems.append((where, one_line(exc)))
         if on_item:

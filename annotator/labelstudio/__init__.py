@@ -25,12 +25,12 @@ gray, six_masks) -> Path`` under ``<store>/overlays``.
 """
 
 from annotator.labelstudio.client import ImportResult, LabelStudio
+from annotator.labelstudio.queue import QUEUES, Queue, QueueSpec, get_queue
 from annotator.labelstudio.tasks import TaskIn, task_key
-from annotator.labelstudio.queue import QUEUES, QueueSpec, get_queue
 from annotator.labelstudio.readback import AnnotationOut
 from annotator.labelstudio.server import ServerInfo, ServerStatus, server_status, start_server, stop_server
 
 __all__ = [
-    "QUEUES", "AnnotationOut", "ImportResult", "LabelStudio", "QueueSpec", "ServerInfo", "ServerStatus", "TaskIn",
-    "get_queue", "server_status", "start_server", "stop_server", "task_key",
+    "QUEUES", "AnnotationOut", "ImportResult", "LabelStudio", "Queue", "QueueSpec", "ServerInfo", "ServerStatus",
+    "TaskIn", "get_queue", "server_status", "start_server", "stop_server", "task_key",
 ]

@@ -1,5 +1,6 @@
-"""The fast CPU paths: ONNX export, cached beside the checkpoint and keyed by model_version (the
-measurement of each fast backend's agreement with fp32 is ``predict.measure_fast_paths``)."""
+"""The fast CPU paths: ONNX export (cached beside the checkpoint, keyed by model_version) and its
+ONNX Runtime session. (Each fast backend's agreement with fp32 is measured in ``predict``, which builds
+the predictors: this module stays below it, so the two do not import each other.)"""
 
 from __future__ import annotations
 

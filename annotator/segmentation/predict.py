@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from annotator.errors import ModelError, UnknownNameError
+from annotator.evaluation.metrics import dice
 from annotator.segmentation import transform
 from annotator.segmentation.checkpoint import Checkpoint, load_checkpoint, load_network
+from annotator.segmentation.fastpath import onnx_session_for
 from annotator.segmentation.postprocess import postprocess
 from annotator.segmentation.registry import ModelSpec
 
@@ -78,8 +80,6 @@ class Predictor:
         try:
             fast = cls._fast(ckpt, model, backend, device, batch_size, threads)
             if verify_images is not None and len(verify_images):
-                from annotator.evaluation.metrics import dice
-
                 reference = eager.predict(list(verify_images))
                 got = fast.predict(list(verify_images))
                 agreement = float(np.mean([dice(a, b) for a, b in zip(got, reference)]))
@@ -104,8 +104,6 @@ class Predictor:
     def _fast(cls, ckpt: Checkpoint, model, backend: str, device: str, batch_size: int, threads: int | None):
         if backend == "bf16":
             return cls(load_network(ckpt), ckpt.spec, ckpt.model_version, "bf16", device, batch_size, checkpoint=ckpt)
-        from annotator.segmentation.fastpath import onnx_session_for
-
         session = onnx_session_for(ckpt, model, threads=threads)
         return cls(model, ckpt.spec, ckpt.model_version, "onnx", device, batch_size, onnx_session=session,
                    checkpoint=ckpt)
@@ -162,9 +160,6 @@ class Predictor:
 def measure_fast_paths(ckpt: Checkpoint, model: torch.nn.Module, images: list[np.ndarray],
                        reference_masks: list[np.ndarray]) -> dict:
     """Mean mask Dice of each fast backend against fp32 on ``images`` and its ms per image (batch 1)."""
-    from annotator.evaluation.metrics import dice
-    from annotator.segmentation.fastpath import onnx_session_for
-
     out: dict = {}
     for backend in ("bf16", "onnx"):
         try:

@@ -293,7 +293,7 @@ def _load_resume_state(path: Path) -> dict | None:
 def _final_metrics(ckpt: Checkpoint, model, val_pairs: Sequence[Pair], config: TrainConfig) -> dict:
     """Validation scores at each image's own size after post-processing, and fast-path agreement."""
     from annotator.evaluation.metrics import segmentation_scores
-    from annotator.segmentation.predict import Predictor
+    from annotator.segmentation.predict import Predictor, measure_fast_paths
 
     eager = Predictor(model, ckpt.spec, ckpt.model_version, backend="eager")
     images = [img for img, _ in val_pairs]
@@ -301,8 +301,6 @@ def _final_metrics(ckpt: Checkpoint, model, val_pairs: Sequence[Pair], config: T
     scores = segmentation_scores(predicted, [m for _, m in val_pairs])
     out: dict = {"val": scores, "val_dsc": scores["dsc"]}
     if config.verify_fast_paths and ckpt.path is not None:
-        from annotator.segmentation.predict import measure_fast_paths
-
         out["fast_path"] = measure_fast_paths(ckpt, model, images[: config.fast_path_images], predicted)
     return out
 
