@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from annotator.model_registry import working_model
 from db.models import Decision, Image, Mask, Model, Round
 
 
@@ -33,7 +34,7 @@ def collect_status(session: Session) -> dict:
             .group_by(Mask.origin)
         ).all()
     )
-    working = session.scalar(select(Model).where(Model.is_working.is_(True), Model.task == "lung").limit(1))
+    working = working_model(session, "lung")
     return {
         "images": int(images),
         "masks": {k: int(v) for k, v in masks_by_kind.items()},

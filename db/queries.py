@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Image, Mask, Model
+from db.models import Image, Mask
 
 
 def current_mask(session: Session, image_id: int, kind: str = "lung") -> Mask | None:
@@ -32,8 +32,3 @@ def images_in_states(session: Session, states: Iterable[str]) -> list[Image]:
 def count_in_states(session: Session, states: Iterable[str]) -> int:
     return session.scalar(select(func.count(Image.id)).where(Image.state.in_(list(states)))) or 0
 
-
-def working_model(session: Session, task: str = "lung") -> Model | None:
-    return session.scalar(
-        select(Model).where(Model.is_working.is_(True), Model.task == task).order_by(Model.id.desc()).limit(1)
-    )

@@ -52,24 +52,18 @@ class WorkingModelSource:
         self.task = task
 
     def current(self) -> CheckpointRef:
-        from sqlalchemy import select
         from sqlalchemy.orm import Session
 
-        from db.models import Model
+        from annotator.model_registry import checkpoint_file, working_model
 
         with Session(self.engine) as session:
-            row = session.execute(
-                select(Model.model_version, Model.checkpoint_path)
-                .where(Model.task == self.task, Model.is_working.is_(True))
-                .order_by(Model.created_at.desc())
-            ).first()
-        if row is None:
-            raise ModelError(
-                f"no working {self.task} network in the workspace DB; train one (`annotator stage1 ...`) "
-                "or serve a file with `annotator serve backend --checkpoint PATH`"
-            )
-        path = Path(row.checkpoint_path)
-        return CheckpointRef(row.model_version, path if path.is_absolute() else self.workspace_path / path)
+            row = working_model(session, self.task)
+            if row is None:
+                raise ModelError(
+                    f"no working {self.task} network in the workspace DB; train one (`annotator stage1 ...`) "
+                    "or serve a file with `annotator serve backend --checkpoint PATH`"
+                )
+            return CheckpointRef(row.model_version, checkpoint_file(self.workspace_path, row))
 
 
 def load_predictor(path: Path, backend: str = "eager", device: str = "cpu", threads: int | None = None):

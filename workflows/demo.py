@@ -22,9 +22,10 @@ from annotator.ingest.importer import import_items, list_items
 from annotator.labelstudio.client import LabelStudio
 from annotator.labelstudio.queue import Queue
 from annotator.labelstudio.server import start_server, stop_server
+from annotator.model_registry import working_model
 from annotator.workspace import init_workspace
 from db.engine import session_scope
-from db.queries import count_in_states, working_model
+from db.queries import count_in_states
 from workflows.campaign import act
 from workflows.engine import replay_all
 from workflows.export import export_covid_qu_ex

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,12 +24,16 @@ from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
-from annotator.durability import copy_durably
 from annotator.errors import AnnotatorError
+from annotator.evaluation.metrics import segmentation_scores
+from annotator.model_registry import checkpoint_file, mark_working, publish, working_model
+from annotator.segmentation.presets import get_preset
+from annotator.segmentation.registry import get_spec
 from annotator.store import image_pixels, read_mask_of
 from db.models import Image, Mask, Model, SplitMember
-from db.queries import current_mask, working_model
+from db.queries import current_mask
 from workflows.protocol import IN_REPOSITORY
+from workflows.sampling import Candidate, choose
 
 if TYPE_CHECKING:
     from annotator.segmentation.presets import TrainConfig
@@ -82,8 +85,6 @@ def reserve_collection_validation(session: Session, image_ids: list[int], seed: 
     """Once (at the first round's close): a stratified ``COLLECTION_VAL_SHARE`` of ``image_ids`` (the
     round's verified images) becomes the collection part of the fixed validation set. Later calls return
     the reserved ids and change nothing."""
-    from workflows.sampling import Candidate, choose
-
     reserved = list(session.scalars(select(SplitMember.image_id).where(SplitMember.name == COLLECTION_VAL)
                                     .order_by(SplitMember.image_id)))
     if reserved or not image_ids:
@@ -139,15 +140,12 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
                         progress: bool = True, make_working: bool = False) -> Model:
     """Train ``spec_name`` on the repository (fine-tuning ``init_from`` when given) and register it. A
     fine-tune that never beats ``init_from`` on the validation set returns ``init_from`` itself."""
-    from annotator.segmentation.registry import get_spec
-    from annotator.segmentation.presets import get_preset
     from annotator.segmentation.train import train_model
-    from workflows.stage1 import mark_working, register_model
 
     data = data or repository_data(session, settings)
     spec = get_spec(spec_name)
     config = get_preset(preset) if isinstance(preset, str) else preset
-    weights = settings.workspace_path / init_from.checkpoint_path if init_from is not None else None
+    weights = checkpoint_file(settings.workspace_path, init_from) if init_from is not None else None
     snapshot = {"stage": stage, "n_train": len(data.train), "train_image_ids": data.train_image_ids,
                 "collection_repeat": data.collection_repeat(),
                 "train_mask_ids": data.train_mask_ids, "val_image_ids": data.val_image_ids,
@@ -162,17 +160,8 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
         if make_working:
             mark_working(session, init_from)
         return init_from
-    final = settings.models_path / f"{result.model_version}.pt"
-    if not final.exists():  # copied aside and renamed: a crash never leaves a torn file under this name
-        copy_durably(result.checkpoint_path, final)
-    onnx = Path(result.checkpoint_path).with_name(f"{result.model_version}.onnx")
-    if onnx.is_file() and not final.with_suffix(".onnx").exists():
-        copy_durably(onnx, final.with_suffix(".onnx"))
-    row = register_model(session, model_version=result.model_version, spec=spec.name, preset=config.name,
-                         checkpoint_path=str(final.relative_to(settings.workspace_path)), metrics=result.metrics,
-                         snapshot=snapshot, stage=stage, parent_version=init_from.model_version if init_from else None)
-    if make_working:
-        mark_working(session, row)
+    row = publish(session, settings, result, spec=spec.name, preset=config.name, snapshot=snapshot, stage=stage,
+                  parent_version=init_from.model_version if init_from else None, make_working=make_working)
     log.info("%s trained on %d repository masks: val DSC %.4f", row.model_version, len(data.train),
              result.metrics.get("val_dsc", float("nan")))
     return row
@@ -190,9 +179,8 @@ def fine_tune_working(session: Session, settings: Settings, preset: str, stage: 
 
 def validation_dsc(settings: Settings, model: Model, data: RepositoryData) -> float:
     """``model``'s mean DSC on the fixed validation set (post-processed masks at each image's own size)."""
-    from annotator.evaluation.metrics import segmentation_scores
     from annotator.segmentation.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(settings.workspace_path / model.checkpoint_path, backend="eager")
+    predictor = Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, model), backend="eager")
     predicted = predictor.predict([image for image, _ in data.val])
     return float(segmentation_scores(predicted, [mask for _, mask in data.val])["dsc"])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from annotator.config import Settings
 from annotator.errors import AnnotatorError, LabelStudioError
+from annotator.labelstudio.client import LabelStudio
+from annotator.model_registry import checkpoint_file, working_model
 
 
 def labelstudio_client(settings: Settings):
     """A client of the workspace's Label Studio, or a clear error saying how to start it."""
-    from annotator.labelstudio.client import LabelStudio
-
     ls = LabelStudio(settings)
     if not ls.health():
         raise LabelStudioError(f"Label Studio does not answer at {settings.labelstudio_base_url}; start it with "
@@ -20,10 +20,9 @@ def labelstudio_client(settings: Settings):
 def working_predictor(session, settings: Settings):
     """The working network, loaded once, on the configured fast path (falling back to fp32 if refused)."""
     from annotator.segmentation.predict import Predictor
-    from db.queries import working_model
 
     model = working_model(session)
     if model is None:
         raise AnnotatorError("no working network: run `annotator stage1 run` first")
-    return Predictor.from_checkpoint(settings.workspace_path / model.checkpoint_path, backend=settings.predict_backend,
+    return Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, model), backend=settings.predict_backend,
                                      on_refuse="eager", threads=settings.torch_threads or None)

@@ -15,21 +15,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
 from annotator.errors import TrainingError
+from annotator.evaluation.metrics import segmentation_scores
+from annotator.model_registry import mark_working, publish
+from annotator.segmentation.presets import get_preset
+from annotator.segmentation.registry import get_spec
 from annotator.store import image_pixels, read_mask_of
 from db.models import Image, Mask, Model, SplitMember
-from db.queries import working_model
+
+if TYPE_CHECKING:
+    from annotator.segmentation.train import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -129,36 +134,13 @@ def load_pairs(settings: Settings, rows: Sequence[tuple[Image, Mask]]) -> list[t
     return pairs
 
 
-def register_model(session: Session, *, model_version: str, spec: str, preset: str | None, checkpoint_path: str,
-                   metrics: dict, snapshot: dict, stage: str | None, task: str = "lung",
-                   parent_version: str | None = None) -> Model:
-    """Insert the Model row, or refresh it when the same weights (same model_version) were trained again."""
-    row = session.scalar(select(Model).where(Model.model_version == model_version))
-    if row is None:
-        row = Model(model_version=model_version, task=task, is_working=False)
-        session.add(row)
-    row.spec, row.preset, row.checkpoint_path, row.metrics = spec, preset, checkpoint_path, metrics
-    row.training_snapshot, row.stage, row.parent_version = snapshot, stage, parent_version
-    session.flush()
-    return row
-
-
-def mark_working(session: Session, model: Model) -> None:
-    session.execute(update(Model).where(Model.task == model.task, Model.id != model.id).values(is_working=False))
-    model.is_working = True
-    session.flush()
-
-
 def run_stage1(session: Session, settings: Settings, preset="quick", force: bool = False,
                progress: bool = True, variants: Sequence[str] | None = None) -> Stage1Result:
     """Train, test and register the Stage I variants; mark the best by validation DSC as working.
 
     ``preset``: a preset name (quick, paper, tiny) or a TrainConfig.
     """
-    from annotator.evaluation.metrics import segmentation_scores
     from annotator.segmentation.predict import Predictor
-    from annotator.segmentation.registry import get_spec
-    from annotator.segmentation.presets import get_preset
     from annotator.segmentation.train import train_model
 
     config = get_preset(preset) if isinstance(preset, str) else preset
@@ -185,7 +167,7 @@ def run_stage1(session: Session, settings: Settings, preset="quick", force: bool
                 "mask_ids": [m.id for _, m in rows]}
     test_images = [img for img, _ in data["test"]]
     test_masks = [m for _, m in data["test"]]
-    trained_variants: list[VariantResult] = []
+    trained_variants: list[tuple[str, TrainResult, dict]] = []
     for spec in specs:
         out_dir = settings.models_path / STAGE / spec.name
         variant_config = config
@@ -196,43 +178,13 @@ def run_stage1(session: Session, settings: Settings, preset="quick", force: bool
         predictor = Predictor.from_checkpoint(trained.checkpoint_path, backend="eager")
         test = segmentation_scores(predictor.predict(test_images), test_masks)
         metrics = {**trained.metrics, "test": test, "test_dsc": test["dsc"]}
-        final = settings.models_path / f"{trained.model_version}.pt"
-        shutil.copyfile(trained.checkpoint_path, final)
-        onnx = trained.checkpoint_path.with_name(f"{trained.model_version}.onnx")
-        if onnx.is_file():
-            shutil.copyfile(onnx, final.with_suffix(".onnx"))
-        rel = str(final.relative_to(settings.workspace_path))
-        trained_variants.append(VariantResult(spec.name, trained.model_version, rel, metrics))
+        trained_variants.append((spec.name, trained, metrics))
         log.info("%s: val DSC %.4f, test DSC %.4f", trained.model_version, metrics["val_dsc"], test["dsc"])
     # all writes at the end: the training above held no write lock on the database
     store_split(session, splits, new_split_ids)
-    results = [(register_model(session, model_version=v.model_version, spec=v.spec, preset=config.name,
-                               checkpoint_path=v.checkpoint_path, metrics=v.metrics, snapshot=snapshot, stage=STAGE), v)
-               for v in trained_variants]
-    best_row, best = max(results, key=lambda r: r[1].metrics["val_dsc"])
-    mark_working(session, best_row)
-    best.is_working = True
-    return Stage1Result(skipped=False, preset=config.name, variants=[r for _, r in results], counts=counts,
-                        elapsed_s=time.perf_counter() - started)
-
-
-def resolve_checkpoint(session: Session | None, settings: Settings, ref: str) -> Path:
-    """'working', a registered model_version, or a checkpoint file -> the checkpoint's path."""
-    from annotator.errors import ModelError
-
-    path = Path(ref).expanduser()
-    if path.suffix == ".pt" and path.is_file():
-        return path
-    if session is None:
-        raise ModelError(f"{ref!r} is not a checkpoint file, and there is no workspace to look it up in")
-    if ref == "working":
-        row = working_model(session)
-        if row is None:
-            raise ModelError("no working lung network yet; run `annotator stage1 run` first")
-    else:
-        row = session.scalar(select(Model).where(Model.model_version == ref))
-        if row is None:
-            known = session.scalars(select(Model.model_version).order_by(Model.id)).all()
-            raise ModelError(f"unknown model {ref!r}; use 'working', a checkpoint file, or one of: "
-                             f"{', '.join(known) or '(none registered)'}")
-    return settings.workspace_path / row.checkpoint_path
+    rows = [publish(session, settings, trained, spec=name, preset=config.name, snapshot=snapshot, stage=STAGE,
+                    metrics=metrics) for name, trained, metrics in trained_variants]
+    mark_working(session, max(rows, key=lambda row: row.metrics["val_dsc"]))
+    return Stage1Result(skipped=False, preset=config.name, counts=counts, elapsed_s=time.perf_counter() - started,
+                        variants=[VariantResult(r.spec, r.model_version, r.checkpoint_path, r.metrics, r.is_working)
+                                  for r in rows])

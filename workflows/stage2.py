@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import datetime, timezone
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,13 +21,15 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
+from annotator.evaluation.metrics import dice
 from annotator.labelstudio.queue import Queue
+from annotator.model_registry import working_model
 from annotator.progress import progress_bar
 from annotator.store import add_mask, image_pixels, read_mask_by_id, read_mask_of
 from db.models import Decision, Image, Mask, Round, Task
-from db.queries import working_model
 from workflows import engine, protocol
 from workflows.qc import check_lung_mask
+from workflows.retrain import fine_tune_working, repository_data, reserve_collection_validation, validation_dsc
 from workflows.handler import Handler, new_task
 from workflows.sampling import Candidate, choose
 
@@ -232,8 +235,6 @@ def undecided(session: Session, round_: Round) -> int:
 def round_summary(session: Session, settings: Settings, round_: Round) -> dict:
     """Per round: decisions by kind, share accepted unedited, mean DSC of the predictions to the final
     masks, and the people's minutes."""
-    from annotator.evaluation.metrics import dice
-
     decisions = list(session.scalars(select(Decision).where(Decision.round_id == round_.id, Decision.valid.is_(True))))
     by_kind: dict[str, int] = {}
     for d in decisions:
@@ -266,10 +267,6 @@ def close_round(session: Session, settings: Settings, preset: str, progress: boo
     """Refuse while images of the open round are undecided; else fine-tune the working network on the
     grown repository, make it the working one and store the round's summary (with its validation DSC and
     the previous network's, on the same fixed set; the first close reserves that set's collection part)."""
-    from datetime import datetime, timezone
-
-    from workflows.retrain import fine_tune_working, repository_data, reserve_collection_validation, validation_dsc
-
     round_ = open_round(session)
     if round_ is None:
         raise AnnotatorError("no open round: start one with `annotator round next`")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
@@ -23,13 +24,15 @@ from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
 from annotator.labelstudio.queue import Queue
+from annotator.model_registry import checkpoint_file, working_model
 from annotator.labelstudio.grid import write_best_of_six
 from annotator.progress import progress_bar, track
 from annotator.store import add_mask, image_pixels, read_mask_by_id
 from db.models import Decision, Image, Model, Round, Task
-from db.queries import working_model
 from workflows import engine
 from workflows.handler import Handler
+from workflows.retrain import repository_data, train_on_repository
+from workflows.stage2 import candidates
 
 if TYPE_CHECKING:
     from annotator.segmentation.presets import TrainConfig
@@ -60,8 +63,6 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
     """Train the six networks (resumable), predict every image of the pool with each, create the
     best-of-six tasks. A second run after success does nothing new."""
     from annotator.segmentation.predict import Predictor
-    from workflows.retrain import repository_data, train_on_repository
-    from workflows.stage2 import candidates
 
     existing = stage3_round(session)
     if existing is not None:
@@ -83,7 +84,8 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
                                               init_from=working if name in warm else None, progress=progress))
             bar.advance()
     crash_point("stage3.after_training")
-    predictors = [Predictor.from_checkpoint(settings.workspace_path / m.checkpoint_path, backend="eager") for m in models]
+    predictors = [Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, m), backend="eager")
+                  for m in models]
     round_ = Round(stage=STAGE, number=1, size=0, strategy="all-remaining", status="open",
                    summary={"networks": list(networks), "model_versions": [m.model_version for m in models],
                             "working_before": working.model_version if working is not None else None,
@@ -151,10 +153,6 @@ def picks(session: Session, round_: Round) -> dict[str, int]:
 def close_stage3(session: Session, settings: Settings, preset: str, progress: bool = True) -> dict:
     """Refuse while selections are missing; report the picks; retrain the most-picked network on the
     extended repository and make it the main network."""
-    from datetime import datetime, timezone
-
-    from workflows.retrain import train_on_repository
-
     round_ = stage3_round(session)
     if round_ is None:
         raise AnnotatorError("Stage III has not run: `annotator stage3 run` first")

@@ -19,6 +19,7 @@ from annotator.evaluation.metrics import segmentation_scores
 from annotator.imaging.io import read_image, read_mask
 from annotator.ingest.importer import list_items
 from annotator.ingest.layouts import ImportItem
+from annotator.model_registry import publish, resolve_checkpoint
 from annotator.segmentation.presets import get_preset
 from annotator.segmentation.registry import (
     SPECS,
@@ -35,8 +36,6 @@ from workflows.stage1 import (
     SPLIT_NAME,
     load_pairs,
     plan_split,
-    register_model,
-    resolve_checkpoint,
     seed_lung_masks,
     store_split,
 )
@@ -106,12 +105,8 @@ def train(
         out_dir = settings.models_path / "runs" / f"{model_spec.name}-{config.name}"
         result = train_model(model_spec, config, load_pairs(settings, train_rows), load_pairs(settings, val_rows),
                              out_dir, progress=True, snapshot=snapshot, weights_path=weights, resume=not force)
-        final = settings.models_path / f"{result.model_version}.pt"
-        final.write_bytes(result.checkpoint_path.read_bytes())
         store_split(session, splits, new_split_ids)
-        register_model(session, model_version=result.model_version, spec=model_spec.name, preset=config.name,
-                       checkpoint_path=str(final.relative_to(settings.workspace_path)), metrics=result.metrics,
-                       snapshot=snapshot, stage="manual")
+        publish(session, settings, result, spec=model_spec.name, preset=config.name, snapshot=snapshot, stage="manual")
     console.print(f"registered {result.model_version}: val DSC {result.metrics['val_dsc']:.4f} "
                   f"({result.metrics['epochs']} epochs, {result.metrics['train_s']:.0f} s); curves: {result.curves_path}")
 

@@ -85,7 +85,9 @@ def train_pipeline(settings: Settings, session: Session, config: PipelineConfig,
 
 
 def write_models(session: Session, settings: Settings, config: PipelineConfig, pending: Sequence[PendingModel]) -> None:
-    """A Model row per trained network the run produced (known versions are skipped)."""
+    """A Model row per trained network the run produced, through the model registry (known versions are
+    skipped)."""
+    from annotator.model_registry import register
     from db.models import Model
 
     for task, spec, path, version, metrics in pending:
@@ -95,7 +97,6 @@ def write_models(session: Session, settings: Settings, config: PipelineConfig, p
             rel = str(Path(path).resolve().relative_to(settings.workspace_path))
         except ValueError:
             rel = str(path)
-        session.add(Model(model_version=version, task=task, spec=spec, preset=config.preset,
-                          checkpoint_path=rel, metrics=json.loads(json.dumps(metrics, default=json_default)),
-                          training_snapshot={"pipeline": config.preset}, stage="pipeline"))
-    session.flush()
+        register(session, model_version=version, task=task, spec=spec, preset=config.preset, checkpoint_path=rel,
+                 metrics=json.loads(json.dumps(metrics, default=json_default)), snapshot={"pipeline": config.preset},
+                 stage="pipeline")
