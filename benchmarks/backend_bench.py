@@ -171,8 +171,9 @@ def bench_import(settings, paths: list[Path], masks: list[np.ndarray], n_tasks: 
     try:
         ls = LabelStudio(settings)
         project_id = ls.ensure_project(Queue.RA_REVIEW, round_key="bench")
-        tasks = [TaskIn(i + 1, Queue.RA_REVIEW, paths[i % len(paths)], round_id=1, prediction_mask=masks[i % len(masks)],
-                        model_version="unet-resnet18-bench", score=0.9) for i in range(n_tasks)]
+        tasks = [TaskIn(i + 1, Queue.RA_REVIEW, paths[i % len(paths)], round_id=1,
+                        prediction_mask=masks[i % len(masks)], model_version="unet-resnet18-bench", score=0.9)
+                 for i in range(n_tasks)]
         t0 = time.perf_counter()
         result = ls.import_tasks(project_id, tasks)
         took = time.perf_counter() - t0

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import func, select
@@ -28,9 +28,9 @@ from annotator.progress import progress_bar
 from annotator.store import add_mask, image_pixels, read_mask_by_id, read_mask_of
 from db.models import Decision, Image, Mask, Round, Task
 from workflows import engine, protocol
+from workflows.handler import Handler, new_task
 from workflows.qc import check_lung_mask
 from workflows.retrain import fine_tune_working, repository_data, reserve_collection_validation, validation_dsc
-from workflows.handler import Handler, new_task
 from workflows.sampling import Candidate, choose
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
+from annotator.labelstudio.grid import write_best_of_six
 from annotator.labelstudio.queue import Queue
 from annotator.model_registry import checkpoint_file, working_model
-from annotator.labelstudio.grid import write_best_of_six
 from annotator.progress import progress_bar, track
 from annotator.store import add_mask, image_pixels, read_mask_by_id
 from db.models import Decision, Image, Model, Round, Task

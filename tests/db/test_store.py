@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from annotator.config import load_settings
 from annotator.ingest.importer import import_collection
-from annotator.store import add_mask
 from annotator.status import collect_status
+from annotator.store import add_mask
 from annotator.workspace import init_workspace
 from db.engine import create_db_engine, is_initialised, migrate, session_scope
 from db.models import Base, Image, ImageSource, Mask, Model, Round, SplitMember

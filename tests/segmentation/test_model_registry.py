@@ -12,8 +12,7 @@ from annotator.errors import ModelError
 from annotator.imaging.io import file_sha256
 from annotator.ingest.importer import import_items
 from annotator.ingest.layouts import ImportItem, read_manifest
-from annotator.model_registry import (checkpoint_file, mark_working, publish, register, resolve_checkpoint,
-                                      working_model)
+from annotator.model_registry import checkpoint_file, mark_working, publish, register, resolve_checkpoint, working_model
 from db.engine import session_scope
 from db.models import Model
 from ml_backend.holder import CheckpointRef, WorkingModelSource
