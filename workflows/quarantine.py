@@ -20,6 +20,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.errors import AnnotatorError
+from annotator.labelstudio.queue import get_queue
 from db.models import Decision, Task
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,15 @@ def _recorded(session: Session, annotation_id: int | None, updated_at: str) -> b
                                                                 Decision.ls_updated_at == updated_at)) > 0
 
 
+def _role(queue: str) -> str:
+    try:
+        return get_queue(queue).role
+    except AnnotatorError:  # a queue name no spec knows: the sync still records the annotation
+        return "RA"
+
+
 def quarantine(session: Session, task: Task, annotation, reason: str, report) -> None:
     """Keep ``annotation`` as a not-applied decision with ``reason`` (once per annotation version)."""
-    from workflows.decisions import QUEUE_ROLES
-
     updated_at = _text(annotation.updated_at, 64) or "None"
     if _recorded(session, annotation.ls_annotation_id, updated_at):
         report.skipped += 1
@@ -55,7 +62,7 @@ def quarantine(session: Session, task: Task, annotation, reason: str, report) ->
     with session.begin_nested():
         session.add(Decision(
             image_id=task.image_id, round_id=task.round_id, task_id=task.id,
-            actor=_text(annotation.annotator, 128) or "unknown", role=QUEUE_ROLES.get(task.queue, "RA"),
+            actor=_text(annotation.annotator, 128) or "unknown", role=_role(task.queue),
             decision=_text(annotation.decision, 16) or "none", lead_time_s=_number(annotation.lead_time_s),
             comment=_text(annotation.comment, MESSAGE_CHARS), model_version=task.model_version,
             ls_project_id=task.ls_project_id, ls_task_id=task.ls_task_id, ls_annotation_id=annotation.ls_annotation_id,

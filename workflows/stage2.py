@@ -163,17 +163,22 @@ def next_round(session: Session, settings: Settings, *, size: int, strategy: str
 
 
 # -- decisions of this stage's queues ---------------------------------------------------------------
+def _keep(session, settings, task, image, decision, kw, mask, origin: str) -> None:
+    """A new lung mask version made by this decision (the shown prediction kept, or the person's own)."""
+    if mask is None:  # the prediction the task showed
+        mask = read_mask_by_id(session, settings, task.payload["mask_id"])
+    add_mask(session, settings, image, "lung", mask, origin=origin, author=kw["actor"],
+             model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+
+
 def _accept(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "accept", **kw)
-    shown = read_mask_by_id(session, settings, task.payload["mask_id"])
-    add_mask(session, settings, image, "lung", shown, origin="ra_accepted",
-             author=kw["actor"], model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+    _keep(session, settings, task, image, decision, kw, None, "ra_accepted")
 
 
 def _reject(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "reject", **kw)
-    add_mask(session, settings, image, "lung", annotation.mask, origin="ra_edited", author=kw["actor"],
-             model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+    _keep(session, settings, task, image, decision, kw, annotation.mask, "ra_edited")
     engine.move(session, image, "correct", **kw)
 
 
@@ -198,9 +203,7 @@ def _md_accept(session, settings, task, image, annotation, decision, kw, report)
     """The MD finds the prediction right: advised and adjusted in one go, the prediction kept."""
     engine.move(session, image, "advise", **kw)
     engine.move(session, image, "adjust", **kw)
-    shown = read_mask_by_id(session, settings, task.payload["mask_id"])
-    add_mask(session, settings, image, "lung", shown, origin="md_adjusted",
-             author=kw["actor"], model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+    _keep(session, settings, task, image, decision, kw, None, "md_adjusted")
 
 
 def _md_exclude(session, settings, task, image, annotation, decision, kw, report):
@@ -210,8 +213,7 @@ def _md_exclude(session, settings, task, image, annotation, decision, kw, report
 
 def _ra_adjusted(session, settings, task, image, annotation, decision, kw, report):
     engine.move(session, image, "adjust", **kw)
-    add_mask(session, settings, image, "lung", annotation.mask, origin="md_adjusted", author=kw["actor"],
-             model_version=task.model_version, decision_id=decision.id, skip_if_same=False)
+    _keep(session, settings, task, image, decision, kw, annotation.mask, "md_adjusted")
 
 
 HANDLERS: tuple[Handler, ...] = (

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from annotator.cli.common import JsonFlag, handle_errors, push_tasks, sync_tasks, workspace_settings
-from annotator.cli.render import render_not_applied, render_result
+from annotator.cli.render import render_sync
 from annotator.labelstudio.queue import Queue
 
 app = typer.Typer(no_args_is_help=True)
@@ -27,5 +27,4 @@ def md_queue(
         report = sync_tasks(ctx, (Queue.MD_ADVICE,))
     report["pushed_md_advice"] = push_tasks(ctx, Queue.MD_ADVICE)
     report["pushed_ra_adjust"] = push_tasks(ctx, Queue.RA_ADJUST)
-    render_result(report, as_json, "MD queue")
-    render_not_applied(report)
+    render_sync(report, as_json, "MD queue")

@@ -43,6 +43,12 @@ def render_rounds(rows: list[dict], as_json: bool) -> None:
                           f"{q['ls_annotation_id']}): {q['reason']}", highlight=False)
 
 
+def render_sync(report: dict, as_json: bool, title: str) -> None:
+    """A sync's report, then the annotations it did not apply."""
+    render_result(report, as_json, title)
+    render_not_applied(report)
+
+
 def render_not_applied(report: dict) -> None:
     """Annotations a sync did not apply: quarantined (malformed: fix them in Label Studio, the next sync
     tries them again) or invalid (the protocol cannot take them now); left open in Label Studio."""

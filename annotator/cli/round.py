@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from annotator.cli.common import JsonFlag, TrainingPreset, handle_errors, in_transaction, push_tasks, sync_tasks
 from annotator.cli.common import workspace_session
-from annotator.cli.render import render_not_applied, render_result, render_rounds
+from annotator.cli.render import render_result, render_rounds, render_sync
 from annotator.labelstudio.queue import Queue
 from db.models import Round
 from workflows.quarantine import outstanding
@@ -40,8 +40,7 @@ def round_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read the RAs' decisions (review and adjust queues) into the store; unsure cases go to the MD queue."""
     report = sync_tasks(ctx, (Queue.RA_REVIEW, Queue.RA_ADJUST))
     report["pushed_md_advice"] = push_tasks(ctx, Queue.MD_ADVICE)
-    render_result(report, as_json, "round sync")
-    render_not_applied(report)
+    render_sync(report, as_json, "round sync")
 
 
 @app.command("close")

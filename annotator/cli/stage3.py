@@ -6,7 +6,7 @@ import typer
 
 from annotator.cli.common import JsonFlag, TrainingPreset, handle_errors, in_transaction, push_tasks, sync_tasks
 from annotator.cli.common import workspace_session
-from annotator.cli.render import render_not_applied, render_result
+from annotator.cli.render import render_result, render_sync
 from annotator.labelstudio.queue import Queue
 from workflows.stage3 import close_stage3, run_stage3
 
@@ -26,9 +26,7 @@ def stage3_run(ctx: typer.Context, preset: TrainingPreset = "quick", as_json: Js
 @handle_errors
 def stage3_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read the best-of-six selections and denials."""
-    report = sync_tasks(ctx, (Queue.BEST_OF_SIX,))
-    render_result(report, as_json, "Stage III sync")
-    render_not_applied(report)
+    render_sync(sync_tasks(ctx, (Queue.BEST_OF_SIX,)), as_json, "Stage III sync")
 
 
 @app.command("close")

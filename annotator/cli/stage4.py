@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from annotator.cli.common import JsonFlag, handle_errors, push_tasks, sync_tasks, workspace_session
-from annotator.cli.render import render_not_applied, render_result
+from annotator.cli.render import render_result, render_sync
 from annotator.labelstudio.queue import Queue
 from workflows.stage4 import finish, sample
 
@@ -35,5 +35,4 @@ def stage4_sync(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     report = sync_tasks(ctx, (Queue.MD_VERIFY,))
     with workspace_session(ctx) as (_settings, session):
         report.update(finish(session))
-    render_result(report, as_json, "Stage IV sync")
-    render_not_applied(report)
+    render_sync(report, as_json, "Stage IV sync")

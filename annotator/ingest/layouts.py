@@ -43,26 +43,27 @@ def read_covid_qu_ex(root: Path, **_) -> Iterator[ImportItem | ItemProblem]:
                 images_dir = class_dir / "images"
                 if not images_dir.is_dir():
                     continue
-                for image_path in sorted(images_dir.iterdir()):
-                    if image_path.suffix.lower() not in IMAGE_SUFFIXES:
+                for found in _images_in(root, images_dir):
+                    if isinstance(found, ItemProblem):
+                        yield found
                         continue
-                    name = str(image_path.relative_to(root))
-                    problem = check_file(root, image_path, name)
-                    if problem:
-                        yield problem
-                        continue
+                    image_path, name = found
                     lung = class_dir / "lung masks" / image_path.name
                     infection = class_dir / "infection masks" / image_path.name
-                    problem = _mask_problem(root, name, [lung, infection])
-                    if problem:
-                        yield problem
-                        continue
-                    yield ImportItem(
+                    yield _mask_problem(root, name, [lung, infection]) or ImportItem(
                         image_path=image_path, name=name, cls=cls, dataset="COVID-QU-Ex",
                         lung_mask_path=lung if lung.exists() else None,
                         infection_mask_path=infection if infection.exists() else None,
                         attributes={"source_split": split_dir.name.lower(), "source_tree": tree},
                     )
+
+
+def _images_in(root: Path, folder: Path) -> Iterator[tuple[Path, str] | ItemProblem]:
+    """The image files of ``folder`` as (path, name under root), or the problem ``check_file`` finds."""
+    for image_path in sorted(folder.iterdir()):
+        if image_path.suffix.lower() in IMAGE_SUFFIXES:
+            name = str(image_path.relative_to(root))
+            yield check_file(root, image_path, name) or (image_path, name)
 
 
 def _mask_problem(root: Path, name: str, masks: list[Path]) -> ItemProblem | None:
@@ -96,14 +97,11 @@ def read_montgomery_shenzhen(root: Path, **_) -> Iterator[ImportItem | ItemProbl
     masks_dir = next((root / d for d in ("masks", "mask", "ManualMask") if (root / d).is_dir()), None)
     if images_dir is None:
         raise AnnotatorError(f"{root}: no images/ (or CXR_png/) folder; is this Montgomery/Shenzhen?")
-    for image_path in sorted(images_dir.iterdir()):
-        if image_path.suffix.lower() not in IMAGE_SUFFIXES:
+    for found in _images_in(root, images_dir):
+        if isinstance(found, ItemProblem):
+            yield found
             continue
-        name = str(image_path.relative_to(root))
-        problem = check_file(root, image_path, name)
-        if problem:
-            yield problem
-            continue
+        image_path, name = found
         match = _MS_NAME.match(image_path.stem)
         dataset = cls = patient = None
         if match:

@@ -23,6 +23,17 @@ class ValidationReport:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _present(report: ValidationReport, where: str, path, hint: str, on_item: Callable[[], None] | None) -> bool:
+    """Is ``path`` a regular file? If not, the problem is reported (and the item counted as done)."""
+    if path.is_file():
+        return True
+    what = "file missing" if not path.is_symlink() and not path.exists() else "not a regular file"
+    report.problems.append((where, f"{path}: {what}{hint}"))
+    if on_item:
+        on_item()
+    return False
+
+
 def validate_store(session: Session, settings: Settings, on_item: Callable[[], None] | None = None) -> ValidationReport:
     report = ValidationReport()
     root = settings.workspace_path
@@ -30,11 +41,7 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
         report.images += 1
         where = f"image {image.id} ({printable(image.file_name or '')})"
         original = root / (image.attributes or {}).get("original_store_path", image.store_path)
-        if not original.is_file():
-            what = "file missing" if not original.is_symlink() and not original.exists() else "not a regular file"
-            report.problems.append((where, f"{original}: {what} (re-import its collection to restore it)"))
-            if on_item:
-                on_item()
+        if not _present(report, where, original, " (re-import its collection to restore it)", on_item):
             continue
         try:
             # a de-identified copy has its own hash; any other original is the imported file itself
@@ -51,11 +58,7 @@ def validate_store(session: Session, settings: Settings, on_item: Callable[[], N
         report.masks += 1
         where = f"mask {mask.id} ({mask.kind} v{mask.version} of image {mask.image_id})"
         path = root / mask.store_path
-        if not path.is_file():
-            what = "file missing" if not path.is_symlink() and not path.exists() else "not a regular file"
-            report.problems.append((where, f"{path}: {what}"))
-            if on_item:
-                on_item()
+        if not _present(report, where, path, "", on_item):
             continue
         try:
             if file_sha256(path) != mask.file_hash:

@@ -16,10 +16,11 @@ from sqlalchemy import select
 from annotator.config import load_settings
 from annotator.labelstudio.tasks import brush_result
 from annotator.labelstudio.readback import parse_tasks
+from annotator.store import read_mask_of
 from db.engine import session_scope
 from db.models import Decision, Image, Mask, Round, Task
 from workflows import engine
-from workflows.decisions import SyncReport, apply_annotation, load_handlers
+from workflows.decisions import SyncReport, apply_annotation
 from workflows.quarantine import outstanding
 from workflows.queues import sync
 
@@ -85,8 +86,6 @@ def open_round(tmp_path, sample_data, db_url):
 
 def _export(settings, annotations: dict[int, dict]) -> ExportedProject:
     """One exported task per image (in task order) with the annotation given for it, if any."""
-    from annotator.imaging.io import read_mask
-
     project = ExportedProject()
     with session_scope(settings.database_url, write=False) as session:
         for task in session.scalars(select(Task).order_by(Task.id)):
@@ -99,13 +98,12 @@ def _export(settings, annotations: dict[int, dict]) -> ExportedProject:
                          "width": image.width, "height": image.height,
                          "annotator_key": f"ra_review:{task.round_id}:{image.id}"},
                 "annotations": [annotations[index]] if index in annotations else [],
-                "_mask": read_mask(settings.workspace_path / seed.store_path, (image.height, image.width)),
+                "_mask": read_mask_of(settings, seed),
             }
     return project
 
 
 def _sync(settings, project: ExportedProject) -> dict:
-    load_handlers()
     report = SyncReport()
     with session_scope(settings.database_url) as session:
         sync(session, settings, project, "ra_review", apply_annotation, report, progress=False)
