@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from annotator.device import DEVICE_CHOICES, DEVICE_PATTERN
 from annotator.credentials import DEFAULT_SECRETS, SECRET_FIELDS, masked, read_secrets
 from annotator.errors import ConfigError
 
@@ -81,7 +82,7 @@ class Settings(BaseSettings):
     backend_token: str = DEFAULT_SECRETS["backend_token"]
     pseudonym_key: str = Field(default=DEFAULT_SECRETS["pseudonym_key"], description="keys the patient-id pseudonyms of `data import --deidentify`")
 
-    device: str = "cpu"
+    device: str = "auto"
     predict_backend: Literal["eager", "bf16", "onnx"] = "bf16"
     torch_threads: int = 0  # 0: torch's default
 
@@ -135,8 +136,8 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _a_device(cls, value: str) -> str:
-        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", value):
-            raise ValueError("allowed: cpu, cuda, cuda:N or mps")
+        if not re.fullmatch(DEVICE_PATTERN, value):
+            raise ValueError(f"allowed: {DEVICE_CHOICES}")
         return value
 
     @field_validator("labelstudio_url")

@@ -24,7 +24,7 @@ DESCRIPTIONS: dict[str, str] = {
     "backend_host": "address the ML backend binds to",
     "backend_port": "port of the ML backend",
     "backend_token": "token Label Studio sends to the ML backend",
-    "device": "where networks run: cpu, cuda, cuda:N or mps",
+    "device": "where networks run: auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; under torchrun each process takes its own GPU",
     "predict_backend": "how predictions run: eager (fp32), bf16 or onnx (each checked against fp32 first)",
     "torch_threads": "CPU threads for torch; 0 leaves torch's default",
     "max_image_pixels": "import refuses an image whose header declares more pixels (checked before decoding)",

@@ -15,7 +15,7 @@ def test_defaults(tmp_path, monkeypatch):
     s = load_settings()
     assert s.workspace_path == (tmp_path / "workspace").resolve()
     assert s.database_url == f"sqlite:///{tmp_path / 'workspace' / 'annotator.db'}"
-    assert (s.round_size, s.target_masks, s.device) == (500, 3000, "cpu")
+    assert (s.round_size, s.target_masks, s.device) == (500, 3000, "auto")
     assert s.image_store == s.workspace_path / "store" / "images"
     assert s.labelstudio_base_url == "http://127.0.0.1:8080"
 
