@@ -5,7 +5,7 @@ turns a device and a preset's CPU choices into the training settings:
 - CUDA: mixed precision (bf16 autocast where the GPU has it, else fp16 with a GradScaler), channels_last,
   cuDNN autotuning, pinned-memory loaders with worker processes, SyncBatchNorm under DistributedDataParallel;
 - CPU: the preset's own choices (bf16 autocast and channels_last for ``quick``/``demo``, fp32 otherwise),
-  batches built in the training process;
+  batches built in the training process, batch statistics synchronised under DDP (``segmentation/syncbn.py``);
 - MPS: fp32, contiguous tensors.
 
 Torch is imported inside the functions only: the settings and the CLI read this module without it.
@@ -101,7 +101,7 @@ def training_plan(device: str, cpu_bf16: bool = False, cpu_channels_last: bool =
                             cudnn_benchmark=True, pin_memory=True, loader_workers=workers, sync_batchnorm=True)
     if kind == "mps":
         return TrainingPlan(device, "fp32", False, False, False, False, 0, False)
-    return TrainingPlan(device, "bf16" if cpu_bf16 else "fp32", False, cpu_channels_last, False, False, 0, False)
+    return TrainingPlan(device, "bf16" if cpu_bf16 else "fp32", False, cpu_channels_last, False, False, 0, True)
 
 
 def apply_plan(plan: TrainingPlan) -> None:

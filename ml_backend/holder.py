@@ -66,7 +66,7 @@ class WorkingModelSource:
             return CheckpointRef(row.model_version, checkpoint_file(self.workspace_path, row))
 
 
-def load_predictor(path: Path, backend: str = "eager", device: str = "cpu", threads: int | None = None):
+def load_predictor(path: Path, backend: str = "eager", device: str = "auto", threads: int | None = None):
     """The segmentation engine's Predictor (imports torch); a fast backend falls back to fp32 if unverified."""
     from annotator.segmentation.predict import Predictor
 

@@ -152,7 +152,7 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
                 "init_from": init_from.model_version if init_from else None}
     out_dir = settings.models_path / stage / spec.name
     result = train_model(spec, config, data.training_pairs(), data.val, out_dir, progress=progress, snapshot=snapshot,
-                         weights_path=weights)
+                         weights_path=weights, device=settings.device)
     crash_point("train.after_training")
     if init_from is not None and result.metrics.get("best_epoch") == 0:
         # no epoch beat the starting network on the fixed validation set: it stays, nothing new is registered
@@ -181,6 +181,7 @@ def validation_dsc(settings: Settings, model: Model, data: RepositoryData) -> fl
     """``model``'s mean DSC on the fixed validation set (post-processed masks at each image's own size)."""
     from annotator.segmentation.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, model), backend="eager")
+    predictor = Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, model), backend="eager",
+                                          device=settings.device)
     predicted = predictor.predict([image for image, _ in data.val])
     return float(segmentation_scores(predicted, [mask for _, mask in data.val])["dsc"])

@@ -25,5 +25,5 @@ def working_predictor(session, settings: Settings):
     if model is None:
         raise AnnotatorError("no working network: run `annotator stage1 run` first")
     return Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, model),
-                                     backend=settings.predict_backend, on_refuse="eager",
+                                     backend=settings.predict_backend, device=settings.device, on_refuse="eager",
                                      threads=settings.torch_threads or None)

@@ -174,8 +174,8 @@ def run_stage1(session: Session, settings: Settings, preset="quick", force: bool
         if config.max_train_s is not None:
             variant_config = dataclasses.replace(config, max_train_s=config.max_train_s * BUDGET_SHARE.get(spec.name, 1.0))
         trained = train_model(spec, variant_config, data["train"], data["val"], out_dir, progress=progress,
-                              snapshot=snapshot, resume=not force)
-        predictor = Predictor.from_checkpoint(trained.checkpoint_path, backend="eager")
+                              snapshot=snapshot, resume=not force, device=settings.device)
+        predictor = Predictor.from_checkpoint(trained.checkpoint_path, backend="eager", device=settings.device)
         test = segmentation_scores(predictor.predict(test_images), test_masks)
         metrics = {**trained.metrics, "test": test, "test_dsc": test["dsc"]}
         trained_variants.append((spec.name, trained, metrics))

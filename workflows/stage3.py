@@ -26,7 +26,7 @@ from annotator.errors import AnnotatorError
 from annotator.labelstudio.grid import write_best_of_six
 from annotator.labelstudio.queue import Queue
 from annotator.model_registry import checkpoint_file, working_model
-from annotator.progress import progress_bar, track
+from annotator.progress import progress_bar
 from annotator.store import add_mask, image_pixels, read_mask_by_id
 from db.models import Decision, Image, Model, Round, Task
 from workflows import engine
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = 3
+PREDICT_BATCH = 16  # images each network predicts per call (the batch its forward pass sees)
 NETWORKS: tuple[str, ...] = ("unet-resnet18", "unetplusplus-resnet18", "fpn-resnet18",
                              "unet-densenet121", "unetplusplus-densenet121", "fpn-densenet121")
 
@@ -84,8 +85,8 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
                                               init_from=working if name in warm else None, progress=progress))
             bar.advance()
     crash_point("stage3.after_training")
-    predictors = [Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, m), backend="eager")
-                  for m in models]
+    predictors = [Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, m), backend="eager",
+                                            device=settings.device, batch_size=PREDICT_BATCH) for m in models]
     round_ = Round(stage=STAGE, number=1, size=0, strategy="all-remaining", status="open",
                    summary={"networks": list(networks), "model_versions": [m.model_version for m in models],
                             "working_before": working.model_version if working is not None else None,
@@ -95,26 +96,35 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
     pool = [i for i in candidates(session, require_reference) if i.state == "pool"]
     if limit is not None:
         pool = pool[:limit]
-    for image in track(pool, "Stage III: six predictions per image", enabled=progress, unit="images"):
-        gray = image_pixels(settings, image)
-        mask_ids = []
-        masks = []
-        for model, predictor in zip(models, predictors, strict=True):
-            mask = predictor.predict([gray])[0]
-            masks.append(mask)
-            row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
-                           model_version=model.model_version, skip_if_same=False)
-            mask_ids.append(row.id)
-        grid = write_best_of_six(settings, image.id, round_.id, gray, masks)
-        grid_rel = str(grid.relative_to(settings.workspace_path))
-        engine.move(session, image, "nominate", actor="system", role="system", round_id=round_.id)
-        session.add(Task(image_id=image.id, round_id=round_.id, queue=Queue.BEST_OF_SIX, status="open",
-                         model_version=None, payload={"mask_ids": mask_ids, "image_path": grid_rel,
-                                                      "model_versions": [m.model_version for m in models]}))
+    with progress_bar("Stage III: six predictions per image", total=len(pool), enabled=progress, unit="images") as bar:
+        for start in range(0, len(pool), PREDICT_BATCH):
+            chunk = pool[start:start + PREDICT_BATCH]
+            grays = [image_pixels(settings, image) for image in chunk]
+            # each network predicts the whole chunk in one batch; the rows are written image by image
+            per_network = [predictor.predict(grays) for predictor in predictors]
+            for i, (image, gray) in enumerate(zip(chunk, grays, strict=True)):
+                _nominate(session, settings, round_, models, image, gray, [masks[i] for masks in per_network])
+                bar.advance()
     round_.size = len(pool)
     session.flush()
     crash_point("stage3.after_tasks")
     return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool), warm)
+
+
+def _nominate(session: Session, settings: Settings, round_: Round, models: list[Model], image: Image, gray,
+              masks: list) -> None:
+    """One image's six masks, its best-of-six grid and task, and its move to the candidates."""
+    mask_ids = []
+    for model, mask in zip(models, masks, strict=True):
+        row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
+                       model_version=model.model_version, skip_if_same=False)
+        mask_ids.append(row.id)
+    grid = write_best_of_six(settings, image.id, round_.id, gray, masks)
+    grid_rel = str(grid.relative_to(settings.workspace_path))
+    engine.move(session, image, "nominate", actor="system", role="system", round_id=round_.id)
+    session.add(Task(image_id=image.id, round_id=round_.id, queue=Queue.BEST_OF_SIX, status="open",
+                     model_version=None, payload={"mask_ids": mask_ids, "image_path": grid_rel,
+                                                  "model_versions": [m.model_version for m in models]}))
 
 
 def _select(session, settings, task, image, annotation, decision, kw, report):

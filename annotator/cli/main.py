@@ -14,8 +14,10 @@ from annotator.cli import stage1, stage3, stage4
 from annotator.cli import round as round_
 from annotator.cli.common import JsonFlag, console, handle_errors, settings_from, workspace_session
 from annotator.cli.config import print_versions
+from annotator.cli.launch import launch_or_join
 from annotator.cli.render import render_status
 from annotator.credentials import secrets_path
+from annotator.device import distributed_env
 from annotator.status import collect_status
 from annotator.workspace import init_workspace
 
@@ -54,10 +56,14 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug messages")] = False,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=print_versions,
                                           help="print the versions (package, torch, smp, Label Studio) and exit")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="run the command in N processes under torchrun, one "
+                                       "per GPU (or N CPU processes): trainings use DistributedDataParallel")] = 1,
 ) -> None:
     common.configure_logging(verbose)
     source = ctx.get_parameter_source("workspace")
     ctx.obj = {"workspace": workspace, "config": config, "workspace_source": source.name if source else None}
+    if nproc > 1 or distributed_env() is not None:
+        launch_or_join(nproc, settings_from(ctx).device)
 
 
 @app.command()

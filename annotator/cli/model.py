@@ -104,7 +104,8 @@ def train(
                     "val_image_ids": [i.id for i, _ in val_rows], "mask_ids": [m.id for _, m in train_rows + val_rows]}
         out_dir = settings.models_path / "runs" / f"{model_spec.name}-{config.name}"
         result = train_model(model_spec, config, load_pairs(settings, train_rows), load_pairs(settings, val_rows),
-                             out_dir, progress=True, snapshot=snapshot, weights_path=weights, resume=not force)
+                             out_dir, progress=True, snapshot=snapshot, weights_path=weights, resume=not force,
+                             device=settings.device)
         store_split(session, splits, new_split_ids)
         publish(session, settings, result, spec=model_spec.name, preset=config.name, snapshot=snapshot, stage="manual")
     console.print(f"registered {result.model_version}: val DSC {result.metrics['val_dsc']:.4f} "
@@ -167,7 +168,7 @@ def evaluate(
     if not pairs:
         raise AnnotatorError("no images with a lung mask to evaluate on")
     predictor = Predictor.from_checkpoint(ckpt_path, backend=backend or settings.predict_backend,
-                                          on_refuse="eager")
+                                          device=settings.device, on_refuse="eager")
     scores = segmentation_scores(predictor.predict([i for i, _ in pairs]), [m for _, m in pairs])
     if as_json:
         typer.echo(json.dumps({"dsc": scores["dsc"], "iou": scores["iou"], "accuracy": scores["accuracy"],

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from annotator.device import apply_plan, resolve_device, to_device, training_plan
 from annotator.errors import ModelError, TrainingError, UnknownNameError
 from annotator.evaluation.metrics import classification_report, confusion_matrix
 from annotator.recognition.augmentation import IDENTITY, augment, balance_plan
@@ -197,6 +198,7 @@ def train_classifier(
     out_path: Path,
     progress: Callable[[int, int], None] | None = None,
     validation: tuple[Sequence[np.ndarray], Sequence[int]] | None = None,
+    device: str = "auto",
 ) -> ClassifierResult:
     """Train on prepared arrays (``preprocessing.prepare`` output) and save a checkpoint at ``out_path``.
 
@@ -204,7 +206,8 @@ def train_classifier(
     measured after every epoch, the learning rate is divided by 5 when it has not improved for
     ``lr_patience`` epochs, training stops after ``patience`` epochs without improvement, and the best
     epoch's weights are saved. Without it, ``epochs`` epochs run and the last weights are saved.
-    ``progress(done_steps, total_steps)`` is called after every batch (the CLI draws the bar).
+    ``progress(done_steps, total_steps)`` is called after every batch (the CLI draws the bar). ``device`` is
+    the setting (auto, cpu, cuda...): on a GPU mixed precision and channels_last (``annotator.device``).
     """
     if len(arrays) != len(labels):
         raise TrainingError(f"{len(arrays)} images but {len(labels)} labels")
@@ -214,6 +217,10 @@ def train_classifier(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = build_network(config.arch, len(class_names), Path(config.weights_path) if config.weights_path else None)
+    plan = training_plan(resolve_device(device))
+    apply_plan(plan)
+    model = model.to(plan.device, memory_format=torch.channels_last if plan.channels_last else torch.preserve_format)
+    scaler = torch.amp.GradScaler(plan.device_type) if plan.grad_scaler else None
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     plan = balance_plan(labels, seed=config.seed, cap=config.balance_cap) if config.balance else [(i, IDENTITY) for i in range(len(labels))]
@@ -231,13 +238,19 @@ def train_classifier(
             chunk = [plan[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
             if len(chunk) < 2:  # BatchNorm needs 2 samples
                 continue
-            x = _to_tensor(np.stack([augment(arrays[i], aug) for i, aug in chunk]))
-            y = torch.tensor([int(labels[i]) for i, _ in chunk])
+            x = to_device(_to_tensor(np.stack([augment(arrays[i], aug) for i, aug in chunk])), plan)
+            y = to_device(torch.tensor([int(labels[i]) for i, _ in chunk]), plan)
             optimiser.zero_grad()
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            optimiser.step()
+            with plan.autocast():
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+            else:
+                loss.backward()
+                optimiser.step()
             loss_sum += loss.item() * len(chunk)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(chunk)
@@ -254,7 +267,7 @@ def train_classifier(
     seconds = time.perf_counter() - start
     if stopper is not None:
         model.load_state_dict(stopper.best_state)
-    version = save_checkpoint(model, config, class_names, out_path, history)
+    version = save_checkpoint(model, config, class_names, out_path, history, plan.describe())
     return ClassifierResult(out_path, version, history, seconds, stopper.best_epoch if stopper else None,
                             bool(stopper and stopper.exhausted))
 
@@ -292,28 +305,31 @@ class _Plateau:
         return {"val_loss": loss, "val_accuracy": float(np.mean(proba.argmax(1) == truth)), "lr": lr}
 
 
-def save_checkpoint(model: nn.Module, config: ClassifierConfig, class_names: Sequence[str], path: Path, history: list[dict]) -> str:
+def save_checkpoint(model: nn.Module, config: ClassifierConfig, class_names: Sequence[str], path: Path,
+                    history: list[dict], trained_on: dict | None = None) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = model.state_dict()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     digest = hashlib.sha256()
     for k in sorted(state):
         digest.update(k.encode())
         digest.update(state[k].detach().cpu().numpy().tobytes())
     version = f"cls-{config.arch}-{digest.hexdigest()[:12]}"
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": asdict(config), "class_names": list(class_names), "state_dict": state, "model_version": version, "history": history}, tmp)
+    torch.save({"config": asdict(config), "class_names": list(class_names), "state_dict": state, "model_version": version, "history": history,
+                "trained_on": trained_on or {}}, tmp)
     tmp.replace(path)
     return version
 
 
 @torch.inference_mode()
 def predict_arrays(model: nn.Module, arrays: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities, N x classes."""
+    """Softmax probabilities, N x classes (on the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for b in range(0, len(arrays), batch_size):
-        x = _to_tensor(np.stack(arrays[b : b + batch_size]))
-        out.append(torch.softmax(model(x), dim=1).numpy())
+        x = _to_tensor(np.stack(arrays[b : b + batch_size])).to(device)
+        out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -327,7 +343,8 @@ class Classifier:
         self.model_version = model_version
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str) -> Classifier:
+    def from_checkpoint(cls, path: Path | str, device: str = "auto") -> Classifier:
+        """Load on ``device`` (the setting; a checkpoint trained on any device loads on any other)."""
         path = Path(path)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -336,7 +353,7 @@ class Classifier:
             model.load_state_dict(ckpt["state_dict"])
         except (OSError, EOFError, KeyError, RuntimeError, TypeError, ValueError, pickle.UnpicklingError) as exc:
             raise ModelError(f"{path}: not a classifier checkpoint of this tool ({exc})") from exc
-        return cls(model, config, list(ckpt["class_names"]), ckpt["model_version"])
+        return cls(model.to(resolve_device(device)), config, list(ckpt["class_names"]), ckpt["model_version"])
 
     def prepare(self, image: np.ndarray, lung_mask: np.ndarray | None = None) -> np.ndarray:
         if self.config.input_mode == "segmented":

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
+from annotator.device import resolve_device
 from annotator.errors import TrainingError
 from annotator.evaluation.crossval import stratified_group_folds
 from annotator.recognition.config import CLASS_SCHEMES, PipelineConfig
@@ -67,6 +68,9 @@ def train_pipeline(settings: Settings, session: Session, config: PipelineConfig,
     report_dir = report_dir or settings.reports_path / f"recognition-{config.preset}"
     report_dir.mkdir(parents=True, exist_ok=True)
     ctx = start_run(settings, config, samples, report_dir, progress, echo)
+    device = resolve_device(settings.device)
+    ctx.report.results["device"] = device
+    ctx.note(f"Networks trained and run on {device} (setting device = {settings.device}).")
     lungs = train_lung(ctx)
     infection = train_infection(ctx, lungs)
     evaluate_detection(ctx, infection)

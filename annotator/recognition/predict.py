@@ -74,7 +74,7 @@ class RecognitionPredictor:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="recognition")
 
     @classmethod
-    def from_manifest(cls, path: Path, backend: str = "eager", device: str = "cpu") -> RecognitionPredictor:
+    def from_manifest(cls, path: Path, backend: str = "eager", device: str = "auto") -> RecognitionPredictor:
         from annotator.recognition.classifier import Classifier
         from annotator.segmentation.predict import Predictor
 
@@ -92,7 +92,7 @@ class RecognitionPredictor:
 
         lung = Predictor.from_checkpoint(resolve(manifest["lung"]), backend=backend, device=device, on_refuse="eager")
         infection = Predictor.from_checkpoint(resolve(manifest["infection"]), backend=backend, device=device, on_refuse="eager")
-        classifiers = {s: Classifier.from_checkpoint(resolve(p)) for s, p in manifest.get("classifiers", {}).items()}
+        classifiers = {s: Classifier.from_checkpoint(resolve(p), device) for s, p in manifest.get("classifiers", {}).items()}
         return cls(lung, infection, manifest["infection_configuration"], classifiers, manifest.get("scorecam_max_maps", 64))
 
     def close(self) -> None:

@@ -50,7 +50,7 @@ def score_cam(
     valid = (hi - lo).flatten() > 1e-8
     masks = torch.where(valid[:, None, None], (maps - lo) / (hi - lo).clamp_min(1e-8), torch.zeros_like(maps))
     baseline = float(torch.softmax(model(torch.zeros_like(x)).float(), 1)[0, c])
-    weights = torch.empty(masks.shape[0])
+    weights = torch.empty(masks.shape[0], device=x.device)
     for b in range(0, masks.shape[0], batch_size):
         chunk = masks[b : b + batch_size]
         weights[b : b + batch_size] = torch.softmax(model(x * chunk[:, None]).float(), 1)[:, c] - baseline
@@ -60,13 +60,14 @@ def score_cam(
     cam = cam - cam.min()
     peak = float(cam.max())
     cam = cam / peak if peak > 0 else cam
-    return cam.numpy().astype(np.float32), c
+    return cam.float().cpu().numpy().astype(np.float32), c
 
 
 def saliency_for(classifier, image: np.ndarray, lung_mask: np.ndarray | None = None, class_index: int | None = None, max_maps: int | None = 128) -> tuple[np.ndarray, int]:
     """Score-CAM of a ``classifier.Classifier`` on a raw CXR (prepared as the classifier was trained)."""
     arr = classifier.prepare(image, lung_mask)
-    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+    device = next(classifier.model.parameters()).device  # the classifier's device (the setting's)
+    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device)
     return score_cam(classifier.model, x, classifier.target_layer(), class_index, max_maps)
 
 

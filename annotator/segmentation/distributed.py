@@ -63,6 +63,7 @@ class DistContext:
 
 
 _CONTEXT: list[DistContext] = []  # the process's context, once made (a cache)
+_ENDED: list[bool] = []  # set once the process has taken part in the final STOP
 
 
 def context(device: str = "auto") -> DistContext | None:
@@ -82,18 +83,22 @@ def context(device: str = "auto") -> DistContext | None:
     control = dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
     ctx = DistContext(rank, world, local_rank, resolved, control)
     _CONTEXT.append(ctx)
-    if ctx.is_main:
-        atexit.register(_stop_workers, ctx)
+    atexit.register(_finish, ctx)
     log.info("process %d of %d on %s (%s)", rank, world, resolved, backend)
     return ctx
 
 
-def _stop_workers(ctx: DistContext) -> None:
+def _finish(ctx: DistContext) -> None:
+    """At exit: rank 0 tells the workers to stop; a worker that called ``train_model`` itself (a script run
+    by torchrun on every rank) takes that message here. Then the group is left."""
+    if _ENDED:
+        return
     try:
         ctx.broadcast(STOP)
         dist.destroy_process_group()
-    except (RuntimeError, ValueError) as exc:  # a worker already gone: torchrun ends the rest
-        log.warning("could not stop the training workers cleanly: %s", exc)
+    except (RuntimeError, ValueError) as exc:  # a process already gone: torchrun ends the rest
+        log.warning("could not leave the process group cleanly: %s", exc)
+    _ENDED.append(True)
 
 
 def serve(ctx: DistContext, run: Callable[[DistContext, object], object]) -> int:
@@ -102,6 +107,7 @@ def serve(ctx: DistContext, run: Callable[[DistContext, object], object]) -> int
     while (job := ctx.broadcast()) is not STOP:
         run(ctx, job)
         done += 1
+    _ENDED.append(True)
     dist.destroy_process_group()
     return done
 
@@ -127,7 +133,11 @@ def wrap(model: torch.nn.Module, ctx: DistContext | None, sync_batchnorm: bool):
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    if sync_batchnorm:
+    if sync_batchnorm and ctx.device.startswith("cuda"):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif sync_batchnorm:
+        from annotator.segmentation import syncbn
+
+        model = syncbn.convert(model)
     ids = [torch.device(ctx.device).index] if ctx.device.startswith("cuda") else None
     return DistributedDataParallel(model, device_ids=ids)

@@ -196,7 +196,7 @@ def _final_metrics(ckpt: Checkpoint, model, val_pairs: Sequence[Pair], config: T
     from annotator.evaluation.metrics import segmentation_scores
     from annotator.segmentation.predict import Predictor, measure_fast_paths
 
-    eager = Predictor(model, ckpt.spec, ckpt.model_version, backend="eager")
+    eager = Predictor(model, ckpt.spec, ckpt.model_version, backend="eager", device="cpu")
     images = [img for img, _ in val_pairs]
     predicted = eager.predict(images)
     scores = segmentation_scores(predicted, [m for _, m in val_pairs])

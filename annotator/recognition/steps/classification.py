@@ -136,8 +136,9 @@ def train_classifiers(ctx: RunContext, lungs: LungNetwork) -> TrainedClassifiers
                 with progress_bar(f"{scheme} {cfg.key} fold {k + 1}/{len(folds)}", enabled=ctx.progress,
                                   unit="steps") as fold_bar:
                     res = train_classifier(cfg, [arrays[i] for i in train_idx], [labels[i] for i in train_idx],
-                                           names, ckpt, progress=lambda d, t: fold_bar.update(completed=d, total=t))
-                model = Classifier.from_checkpoint(ckpt).model
+                                           names, ckpt, progress=lambda d, t: fold_bar.update(completed=d, total=t),
+                                           device=ctx.device)
+                model = Classifier.from_checkpoint(ckpt, ctx.device).model
                 proba[test_idx] = predict_arrays(model, [arrays[i] for i in test_idx])
                 done.write_text(json.dumps({"config": cfg.fingerprint(), "data": data_id, "model_version": res.model_version,
                                             "proba": proba[test_idx].tolist(), "history": res.history,
@@ -180,7 +181,7 @@ def _deploy(ctx: RunContext, trained: TrainedClassifiers) -> None:
         key, best = max(candidates, key=lambda kv: np.nan_to_num(kv[1]["report"]["overall"]["f1"], nan=-1))
         path = trained[(scheme, key)]
         report.manifest["classifiers"][scheme] = str(path.relative_to(ctx.work_path))
-        clf = Classifier.from_checkpoint(path)
+        clf = Classifier.from_checkpoint(path, ctx.device)
         report.register("classifier", clf.config.arch, path, clf.model_version,
                         {"scheme": scheme, "config": key, "cv_overall": best["report"]["overall"]})
         ctx.note(f"Deployed for {scheme}: {key} (fold-0 model, best weighted F1 in cross-validation).")

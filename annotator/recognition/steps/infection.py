@@ -82,7 +82,7 @@ def train_infection(ctx: RunContext, lungs: LungNetwork) -> InfectionNetworks:
         fit = pairs(train)
         ctx.echo(f"infection network {spec.name} ({conf}): {len(fit)} training images")
         res = train_model(spec, tconfig, fit, fit, ctx.work_path / f"infection-{conf}", progress=ctx.progress,
-                          snapshot={"purpose": f"recognition-infection-{conf}"})
+                          snapshot={"purpose": f"recognition-infection-{conf}"}, device=ctx.device)
         predictor = Predictor.from_checkpoint(res.checkpoint_path, backend="eager", device=ctx.device)
         networks.predictors[conf] = predictor
         report.register("infection", spec.name, res.checkpoint_path, res.model_version, {**res.metrics, "configuration": conf})

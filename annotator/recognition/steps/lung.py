@@ -80,7 +80,8 @@ def train_lung(ctx: RunContext) -> LungNetwork:
 
     ctx.echo(f"lung network {spec.name}: {len(fit)} training, {len(val)} validation, {len(test)} test images")
     res = train_model(spec, tconfig, pairs(fit), pairs(val), ctx.work_path / "lung", progress=ctx.progress,
-                      snapshot={"purpose": "recognition-lung", "test_split": digest(sorted(ctx.test_keys))})
+                      snapshot={"purpose": "recognition-lung", "test_split": digest(sorted(ctx.test_keys))},
+                      device=ctx.device)
     lungs = LungNetwork(Predictor.from_checkpoint(res.checkpoint_path, backend="eager", device=ctx.device), ctx.pixels,
                         ctx.progress)
     report = ctx.report

@@ -26,7 +26,7 @@ def draw_saliency(ctx: RunContext, lungs: LungNetwork, trained: TrainedClassifie
         for mode in config.input_modes:
             path = trained.get((scheme, classifier_config(ctx, arch, config.preprocessing, mode).key))
             if path is not None:
-                models[mode] = Classifier.from_checkpoint(path)
+                models[mode] = Classifier.from_checkpoint(path, ctx.device)
         if not models:
             continue
         items, labels = select_scheme(ctx.samples, CLASS_SCHEMES[scheme], scheme)

@@ -43,7 +43,7 @@ def measure_timing(ctx: RunContext, infection: InfectionNetworks, trained: Train
         params.add(pred.spec.name, task, f"{seg_parameters(pred.model) / 1e6:.2f}")
     seen_arch = set()
     for (scheme, key), path in trained.items():
-        clf = Classifier.from_checkpoint(path)
+        clf = Classifier.from_checkpoint(path, ctx.device)
         masks = {}
         if clf.config.input_mode == "segmented":
             lungs.predict(test)
