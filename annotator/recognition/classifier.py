@@ -217,10 +217,10 @@ def train_classifier(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = build_network(config.arch, len(class_names), Path(config.weights_path) if config.weights_path else None)
-    plan = training_plan(resolve_device(device))
-    apply_plan(plan)
-    model = model.to(plan.device, memory_format=torch.channels_last if plan.channels_last else torch.preserve_format)
-    scaler = torch.amp.GradScaler(plan.device_type) if plan.grad_scaler else None
+    on = training_plan(resolve_device(device))  # the device plan (``plan`` below is the balancing plan)
+    apply_plan(on)
+    model = model.to(on.device, memory_format=torch.channels_last if on.channels_last else torch.preserve_format)
+    scaler = torch.amp.GradScaler(on.device_type) if on.grad_scaler else None
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     plan = balance_plan(labels, seed=config.seed, cap=config.balance_cap) if config.balance else [(i, IDENTITY) for i in range(len(labels))]
@@ -238,10 +238,10 @@ def train_classifier(
             chunk = [plan[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
             if len(chunk) < 2:  # BatchNorm needs 2 samples
                 continue
-            x = to_device(_to_tensor(np.stack([augment(arrays[i], aug) for i, aug in chunk])), plan)
-            y = to_device(torch.tensor([int(labels[i]) for i, _ in chunk]), plan)
+            x = to_device(_to_tensor(np.stack([augment(arrays[i], aug) for i, aug in chunk])), on)
+            y = to_device(torch.tensor([int(labels[i]) for i, _ in chunk]), on)
             optimiser.zero_grad()
-            with plan.autocast():
+            with on.autocast():
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
             if scaler is not None:
@@ -267,7 +267,7 @@ def train_classifier(
     seconds = time.perf_counter() - start
     if stopper is not None:
         model.load_state_dict(stopper.best_state)
-    version = save_checkpoint(model, config, class_names, out_path, history, plan.describe())
+    version = save_checkpoint(model, config, class_names, out_path, history, on.describe())
     return ClassifierResult(out_path, version, history, seconds, stopper.best_epoch if stopper else None,
                             bool(stopper and stopper.exhausted))
 
