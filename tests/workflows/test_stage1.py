@@ -149,6 +149,58 @@ def test_stage3_trains_the_working_architecture_on_from_its_weights(seed_workspa
         assert session.scalar(select(Model).where(Model.is_working.is_(True))).model_version == working.model_version
 
 
+@pytest.mark.slow
+def test_stage3_predicts_in_batches_what_each_network_predicts_per_image(tmp_path_factory, sample_data):
+    """Stage III's six predictions per pool image, made in batches of images, are each network's own
+    prediction of that image alone (up to float rounding); the rows record the device they trained on."""
+    import numpy as np
+
+    from annotator.imaging.io import read_image, read_mask
+    from annotator.ingest.importer import import_items
+    from annotator.ingest.layouts import ImportItem, read_manifest
+    from annotator.segmentation.predict import Predictor
+    from annotator.workspace import init_workspace
+    from db.models import Image, Mask, Task
+    from workflows.stage2 import mark_seed_images
+    from workflows.stage3 import PREDICT_BATCH, run_stage3
+
+    settings = load_settings(workspace=tmp_path_factory.mktemp("stage3") / "ws")
+    init_workspace(settings)
+    pool_set = "Kermany2018 chest_xray (pediatric)"  # no masks: pool images
+    limits = {"Montgomery": N_PER_SET, "Shenzhen": N_PER_SET, pool_set: PREDICT_BATCH + 3}  # a full batch, a partial one
+    taken = dict.fromkeys(limits, 0)
+    items = []
+    for item in read_manifest(sample_data):
+        if isinstance(item, ImportItem) and item.dataset in limits and taken[item.dataset] < limits[item.dataset]:
+            taken[item.dataset] += 1
+            items.append(item)
+    with session_scope(settings.database_url) as session:
+        assert import_items(session, settings, items, "manifest").ok
+    with session_scope(settings.database_url) as session:
+        run_stage1(session, settings, preset=_tiny(1), progress=False, variants=("unet-resnet18",))
+        mark_seed_images(session)
+        report = run_stage3(session, settings, _tiny(1), progress=False)
+        assert report.candidates == PREDICT_BATCH + 3
+        rows = {v: session.scalar(select(Model).where(Model.model_version == v)) for v in report.model_versions}
+        assert {r.metrics["device"] for r in rows.values()} == {"cpu"}  # auto on a machine without CUDA
+        assert {r.metrics["world_size"] for r in rows.values()} == {1}
+        tasks = session.scalars(select(Task).where(Task.round_id == report.round_id).order_by(Task.id)).all()
+        lung_shares = []
+        for task in (tasks[0], tasks[-1]):  # one of the full batch, one of the partial batch
+            image = session.get(Image, task.image_id)
+            gray = read_image(settings.workspace_path / image.store_path)
+            for mask_id, version in zip(task.payload["mask_ids"], task.payload["model_versions"], strict=True):
+                alone = Predictor.from_checkpoint(settings.workspace_path / rows[version].checkpoint_path,
+                                                  device=settings.device).predict([gray])[0]
+                stored = read_mask(settings.workspace_path / session.get(Mask, mask_id).store_path, gray.shape)
+                # equal up to float rounding: a batch's convolutions sum in another order (measured: <= 7e-5 in
+                # probability, a pixel or two of 60,000 on the threshold)
+                differ = float(np.mean((stored > 0) != (alone > 0)))
+                assert differ <= 1e-3, (task.image_id, version, differ)
+                lung_shares.append(float(np.mean(alone > 0)))
+        assert len(lung_shares) == 12 and max(lung_shares) > 0.3  # real masks among them (one epoch: some empty)
+
+
 def test_no_seed_masks_and_bad_names_are_clear_errors(workspace):
     with session_scope(workspace.database_url) as session:
         with pytest.raises(TrainingError, match="no seed lung masks of Montgomery or Shenzhen"):
