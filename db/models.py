@@ -55,7 +55,7 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     bit_depth: Mapped[int] = mapped_column(Integer)
     view: Mapped[str | None] = mapped_column(String(32))
-    resolution_bin: Mapped[str] = mapped_column(String(16))
+    resolution_bin: Mapped[str] = mapped_column(String(16), index=True)
     contrast: Mapped[float] = mapped_column(Float)
     snr: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(32), default="pool", index=True)
@@ -116,7 +116,7 @@ class Model(Base):
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     training_snapshot: Mapped[dict] = mapped_column(JSON, default=dict)
     stage: Mapped[str | None] = mapped_column(String(16))  # stage1, round-3, stage3...
-    is_working: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_working: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     parent_version: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[CreatedAt]
 
@@ -130,7 +130,7 @@ class Round(Base):
     number: Mapped[int] = mapped_column(Integer)
     size: Mapped[int] = mapped_column(Integer)
     strategy: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | closed
     model_version: Mapped[ModelVersion]
     ls_project_id: Mapped[LsId]
     summary: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -172,7 +172,7 @@ class Decision(Base):
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     actor: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(8))
-    decision: Mapped[str] = mapped_column(String(16))  # accept reject unsure exclude select deny verified ...
+    decision: Mapped[str] = mapped_column(String(16), index=True)  # accept reject unsure exclude select deny verified ...
     detail: Mapped[str | None] = mapped_column(String(64))  # e.g. the selected network m3
     lead_time_s: Mapped[float | None] = mapped_column(Float)
     comment: Mapped[str | None] = mapped_column(Text)
