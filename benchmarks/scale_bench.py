@@ -12,7 +12,8 @@ next --size N` does in our code (the candidate query, the stratified choice, pre
 network, post-processing, mask files and rows, QC, tasks) with an untrained U-Net-ResNet18 at the quick
 preset's 128 px (the same arithmetic as a trained one), eager fp32 on the CPU; then the RLE of the round's
 masks, the part of the Label Studio push that runs here (the HTTP push itself is not measured), and
-`status`. PostgreSQL is measured only with --db-url (a server must exist; none does on the test machine).
+`status`. PostgreSQL is measured with --db-url (an empty database, one size per run); its query plans are
+checked by tests/db/test_query_plans.py on a throw-away server.
 Every SELECT of the round and status paths is run through SQLite's EXPLAIN QUERY PLAN; a full table scan is
 printed. Prints figures only; nothing is asserted.
 """
@@ -173,7 +174,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--with-30k", action="store_true", help="add a pool of 30,000 images")
     parser.add_argument("--round-size", type=int, default=500)
-    parser.add_argument("--db-url", default=None, help="another database (PostgreSQL: an empty one per size)")
+    parser.add_argument("--db-url", default=None, help="another database, empty (PostgreSQL): give one --sizes value per run")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pool", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,11 +1,13 @@
 """Every read of `round next` (candidates, choice, pre-labelling, tasks) and of `status` uses an index:
-each SELECT they run on a real SQLite workspace goes through EXPLAIN QUERY PLAN, and none may scan one of
-our tables whole (such a read grows with the pool on every call; benchmarks/scale_bench.py measures it)."""
+each SELECT they run on a real workspace, on SQLite and on a real PostgreSQL server, goes through the
+database's EXPLAIN, and none may scan one of our tables whole (such a read grows with the pool on every
+call; benchmarks/scale_bench.py measures it)."""
 
 from __future__ import annotations
 
 import shutil
 
+import pytest
 from sqlalchemy import func, select
 
 from db.engine import session_scope
@@ -32,11 +34,18 @@ def _working_network(settings, session):
     return Predictor.from_checkpoint(path, backend="eager", device=settings.device)
 
 
-def test_round_next_and_status_read_through_indexes(workspace, sample_data, tmp_path):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_round_next_and_status_read_through_indexes(database, request, sample_data, tmp_path):
+    from annotator.config import load_settings
     from annotator.ingest.importer import import_collection
     from annotator.status import collect_status
+    from annotator.workspace import init_workspace
     from db.models import Task
     from workflows.stage2 import start_round
+
+    db_url = request.getfixturevalue("postgres_db_url") if database == "postgresql" else None
+    workspace = load_settings(workspace=tmp_path / "ws", db_url=db_url)
+    init_workspace(workspace)
 
     folder = tmp_path / "pool"
     shutil.copytree(sample_data / "images" / "sars", folder)
