@@ -84,6 +84,12 @@ class TrainingPlan:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device_type, dtype=dtype)
 
+    def scaler(self):
+        """fp16's GradScaler, or None (bf16 and fp32 need none)."""
+        import torch
+
+        return torch.amp.GradScaler(self.device_type) if self.grad_scaler else None
+
     def describe(self, world_size: int = 1) -> dict:
         return {**asdict(self), "world_size": world_size}
 
@@ -102,6 +108,17 @@ def training_plan(device: str, cpu_bf16: bool = False, cpu_channels_last: bool =
     if kind == "mps":
         return TrainingPlan(device, "fp32", False, False, False, False, 0, False)
     return TrainingPlan(device, "bf16" if cpu_bf16 else "fp32", False, cpu_channels_last, False, False, 0, True)
+
+
+def backward_step(loss, optimizer, scaler=None) -> None:
+    """Backpropagate ``loss`` and step ``optimizer``, through ``scaler`` (``TrainingPlan.scaler()``) if any."""
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def apply_plan(plan: TrainingPlan) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from annotator.device import apply_plan, resolve_device, to_device, training_plan
+from annotator.device import apply_plan, backward_step, resolve_device, to_device, training_plan
 from annotator.errors import ModelError, TrainingError, UnknownNameError
 from annotator.evaluation.metrics import classification_report, confusion_matrix
 from annotator.recognition.augmentation import IDENTITY, augment, balance_plan
@@ -220,7 +220,7 @@ def train_classifier(
     on = training_plan(resolve_device(device))  # the device plan (``plan`` below is the balancing plan)
     apply_plan(on)
     model = model.to(on.device, memory_format=torch.channels_last if on.channels_last else torch.preserve_format)
-    scaler = torch.amp.GradScaler(on.device_type) if on.grad_scaler else None
+    scaler = on.scaler()
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     plan = balance_plan(labels, seed=config.seed, cap=config.balance_cap) if config.balance else [(i, IDENTITY) for i in range(len(labels))]
@@ -244,13 +244,7 @@ def train_classifier(
             with on.autocast():
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
-            else:
-                loss.backward()
-                optimiser.step()
+            backward_step(loss, optimiser, scaler)
             loss_sum += loss.item() * len(chunk)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(chunk)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from annotator.device import TrainingPlan, apply_plan, to_device
+from annotator.device import TrainingPlan, apply_plan, backward_step, to_device
 from annotator.errors import UnknownNameError
 from annotator.progress import progress_bar
 from annotator.segmentation import transform
@@ -154,7 +154,7 @@ def fit(job: FitJob, plan: TrainingPlan, ctx: DistContext | None = None, *, prog
     if job.optimizer_state is not None:
         optimizer.load_state_dict(job.optimizer_state)
         scheduler.load_state_dict(job.scheduler_state)
-    scaler = torch.amp.GradScaler(plan.device_type) if plan.grad_scaler else None
+    scaler = plan.scaler()
     if job.weights_are_bar and state["best_state"] is None:
         _, start_dsc = validate(model, job.val_x, job.val_y, config, plan, ctx)
         state.update(best_dsc=start_dsc, best_epoch=0, best_state=_cpu_copy(model))
@@ -191,13 +191,7 @@ def fit(job: FitJob, plan: TrainingPlan, ctx: DistContext | None = None, *, prog
                     logits = net(x)
                 loss = segmentation_loss(logits, y, config.loss)
                 optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
+                backward_step(loss, optimizer, scaler)
                 total += loss.item() * len(x)
                 seen += len(x)
             if ctx is not None:
