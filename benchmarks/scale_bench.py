@@ -73,13 +73,13 @@ def working_network(settings, session):
     from annotator.segmentation.factory import build_model
     from annotator.segmentation.predict import Predictor
     from annotator.segmentation.registry import get_spec
-    from workflows.stage1 import mark_working, register_model
+    from annotator.model_registry import mark_working, register
 
     torch.manual_seed(0)
     spec = get_spec("unet-resnet18", input_size_px=128)
     path = settings.models_path / "bench.pt"
     ckpt = save_checkpoint(path, spec, build_model(spec).state_dict(), preset="quick")
-    row = register_model(session, model_version=ckpt.model_version, spec=spec.name, preset="quick",
+    row = register(session, model_version=ckpt.model_version, spec=spec.name, preset="quick",
                          checkpoint_path=str(path.relative_to(settings.workspace_path)), metrics={}, snapshot={},
                          stage="stage1")
     mark_working(session, row)

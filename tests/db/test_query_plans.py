@@ -22,13 +22,13 @@ def _working_network(settings, session):
     from annotator.segmentation.factory import build_model
     from annotator.segmentation.predict import Predictor
     from annotator.segmentation.registry import get_spec
-    from workflows.stage1 import mark_working, register_model
+    from annotator.model_registry import mark_working, register
 
     torch.manual_seed(0)
     spec = get_spec("unet-resnet18", input_size_px=64)
     path = settings.models_path / "plan.pt"
     ckpt = save_checkpoint(path, spec, build_model(spec).state_dict(), preset="tiny")
-    mark_working(session, register_model(session, model_version=ckpt.model_version, spec=spec.name, preset="tiny",
+    mark_working(session, register(session, model_version=ckpt.model_version, spec=spec.name, preset="tiny",
                                          checkpoint_path=str(path.relative_to(settings.workspace_path)), metrics={},
                                          snapshot={}, stage="stage1"))
     return Predictor.from_checkpoint(path, backend="eager", device=settings.device)

@@ -158,6 +158,7 @@ def test_stage3_predicts_in_batches_what_each_network_predicts_per_image(tmp_pat
     from annotator.imaging.io import read_image, read_mask
     from annotator.ingest.importer import import_items
     from annotator.ingest.layouts import ImportItem, read_manifest
+    from annotator.model_registry import checkpoint_file
     from annotator.segmentation.predict import Predictor
     from annotator.workspace import init_workspace
     from db.models import Image, Mask, Task
@@ -190,7 +191,7 @@ def test_stage3_predicts_in_batches_what_each_network_predicts_per_image(tmp_pat
             image = session.get(Image, task.image_id)
             gray = read_image(settings.workspace_path / image.store_path)
             for mask_id, version in zip(task.payload["mask_ids"], task.payload["model_versions"], strict=True):
-                alone = Predictor.from_checkpoint(settings.workspace_path / rows[version].checkpoint_path,
+                alone = Predictor.from_checkpoint(checkpoint_file(settings.workspace_path, rows[version]),
                                                   device=settings.device).predict([gray])[0]
                 stored = read_mask(settings.workspace_path / session.get(Mask, mask_id).store_path, gray.shape)
                 # equal up to float rounding: a batch's convolutions sum in another order (measured: <= 7e-5 in
