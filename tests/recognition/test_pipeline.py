@@ -47,6 +47,7 @@ def test_train_pipeline_writes_every_table_plot_and_model(trained_workspace):
     assert mers and all(row.endswith("too few to measure") for row in mers)
     assert all(",1," in row for row in mers)  # n = 1 stated beside it
     results = json.loads((report / "results.json").read_text())
+    assert results["device"] == "cpu" and "Networks trained and run on cpu (setting device = auto)" in readme
     cm = results["classification"]["covid-pneumonia-normal"]["squeezenet-plain-stack-64px"]["confusion"]
     assert sum(map(sum, cm)) == 36  # every image of the scheme in exactly one test fold
     with session_scope(settings.database_url) as session:
