@@ -11,7 +11,10 @@ that check is published without one, and the fast ONNX path refuses it until it 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -19,9 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from annotator.config import Settings
-from annotator.durability import copy_durably
+from annotator.durability import copy_durably, replace_durably
 from annotator.errors import ModelError
-from db.models import Model
+from db.models import Decision, Mask, Model, Round, Task
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +70,20 @@ def mark_working(session: Session, model: Model) -> None:
     session.flush()
 
 
-def _copy(src: Path, dest: Path) -> None:
-    """Copied aside, fsynced and renamed: a crash never leaves a torn file under ``dest``'s name."""
-    if src.resolve() == dest.resolve():
+def _place(src: Path, dest: Path) -> None:
+    """``dest`` becomes ``src``'s file: a hard link where the file system allows it (no second copy on
+    disk; training replaces its files by rename, so the published one never changes), else a copy. Either
+    is made aside and renamed: a crash never leaves a torn file under ``dest``'s name."""
+    if dest.exists() and os.path.samefile(src, dest):
         return
-    copy_durably(src, dest)
+    tmp = dest.with_name(dest.name + ".part")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # another file system, or one without links
+        copy_durably(src, dest)
+        return
+    replace_durably(tmp, dest)
 
 
 def publish(session: Session, settings: Settings, trained: Trained, *, spec: str, preset: str | None,
@@ -85,10 +97,13 @@ def publish(session: Session, settings: Settings, trained: Trained, *, spec: str
         raise ModelError(f"cannot publish {trained.model_version}: {source} is not a file")
     settings.models_path.mkdir(parents=True, exist_ok=True)
     final = settings.models_path / f"{trained.model_version}.pt"
-    _copy(source, final)
+    _place(source, final)
     onnx = source.with_name(f"{trained.model_version}.onnx")
     if onnx.is_file():
-        _copy(onnx, final.with_suffix(".onnx"))
+        _place(onnx, final.with_suffix(".onnx"))
+    # published: the run is final, so its resume state (weights, optimizer and best weights: about four
+    # times the network) goes; its finished.json still lets the same training be run again for free
+    (source.parent / "last.pt").unlink(missing_ok=True)
     row = register(session, model_version=trained.model_version, spec=spec, preset=preset,
                    checkpoint_path=str(final.relative_to(settings.workspace_path)),
                    metrics=trained.metrics if metrics is None else metrics, snapshot=snapshot, stage=stage,
@@ -116,4 +131,65 @@ def resolve_checkpoint(session: Session | None, settings: Settings, ref: str) ->
             known = session.scalars(select(Model.model_version).order_by(Model.id)).all()
             raise ModelError(f"unknown model {ref!r}; use 'working', a checkpoint file, or one of: "
                              f"{', '.join(known) or '(none registered)'}")
+    if row.pruned_at is not None:
+        raise ModelError(f"{row.model_version}'s files were pruned on {row.pruned_at:%Y-%m-%d}; its row is kept "
+                         "for the record. Use 'working' or a version that is not pruned")
     return checkpoint_file(settings.workspace_path, row)
+
+
+def named_versions(session: Session, settings: Settings) -> set[str]:
+    """Model versions that something on record names: a decision, a task, a round, a mask, another
+    network's parent, or a report's results.json. Their files stay."""
+    named: set[str] = set()
+    for column in (Decision.model_version, Task.model_version, Round.model_version, Mask.model_version,
+                   Model.parent_version):
+        named.update(v for v in session.scalars(select(column).distinct()) if v)
+    for results in sorted(settings.reports_path.glob("*/results.json")):
+        text = results.read_text(errors="replace")
+        named.update(v for v in session.scalars(select(Model.model_version)) if v in text)
+    return named
+
+
+def _files_of(settings: Settings, row: Model) -> list[Path]:
+    """The published files of ``row`` and, where its training folder still holds this version, those."""
+    final = checkpoint_file(settings.workspace_path, row)
+    files = [final, final.with_suffix(".onnx")]
+    for marker in settings.models_path.glob("**/finished.json"):
+        try:
+            same = json.loads(marker.read_text()).get("model_version") == row.model_version
+        except (OSError, ValueError):
+            continue
+        if same:
+            run = marker.parent
+            files += [run / "model.pt", run / "last.pt", run / f"{row.model_version}.onnx"]
+    return [f for f in files if f.is_file()]
+
+
+def prune(session: Session, settings: Settings, keep: int = 2, dry_run: bool = False) -> dict:
+    """Drop the files of published networks nobody needs: not working, not among each task's ``keep``
+    newest, and named by nothing on record (``named_versions``). Their rows stay, marked ``pruned_at``.
+    A file two versions share (a hard link) frees its space only when the last name goes."""
+    if keep < 0:
+        raise ModelError(f"--keep must be 0 or more, not {keep}")
+    named = named_versions(session, settings)
+    rows = session.scalars(select(Model).order_by(Model.id.desc())).all()
+    newest: dict[str, int] = {}
+    pruned, kept, freed = [], [], 0
+    for row in rows:
+        newest[row.task] = newest.get(row.task, 0) + 1
+        if row.pruned_at is None and (row.is_working or newest[row.task] <= keep or row.model_version in named):
+            kept.append(row.model_version)
+            continue
+        if row.pruned_at is not None and not _files_of(settings, row):
+            continue  # pruned before (a run stopped mid-way leaves files behind: they go now)
+        files = _files_of(settings, row)
+        freed += sum(f.stat().st_size for f in files if f.stat().st_nlink == 1)
+        pruned.append(row.model_version)
+        if not dry_run:
+            for f in files:
+                f.unlink(missing_ok=True)
+            row.pruned_at = row.pruned_at or datetime.now(timezone.utc)
+    session.flush()
+    log.info("prune: %d versions %s, %.1f MB freed", len(pruned), "would go" if dry_run else "pruned", freed / 1e6)
+    return {"pruned": pruned, "kept": len(kept), "freed_bytes": freed, "freed_mb": round(freed / 1e6, 1),
+            "dry_run": dry_run}

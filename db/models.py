@@ -119,6 +119,7 @@ class Model(Base):
     is_working: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     parent_version: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[CreatedAt]
+    pruned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # files dropped by `model prune`
 
 
 class Round(Base):

@@ -13,12 +13,13 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from annotator.cli.common import console, handle_errors, require_workspace, settings_from
+from annotator.cli.common import console, handle_errors, require_workspace, settings_from, workspace_session
 from annotator.errors import AnnotatorError, ModelError
 from annotator.evaluation.metrics import segmentation_scores
 from annotator.imaging.io import read_image, read_mask
 from annotator.ingest.importer import list_items
 from annotator.ingest.layouts import ImportItem
+from annotator.model_registry import prune as prune_versions
 from annotator.model_registry import publish, resolve_checkpoint
 from annotator.segmentation.presets import get_preset
 from annotator.segmentation.registry import (
@@ -183,6 +184,27 @@ def evaluate(
     table.add_row(predictor.spec.display_name,
                   *(f"{scores[k]:.4f} ± {scores[k + '_ci']:.4f}" for k in ("accuracy", "iou", "dsc")))
     console.print(table)
+
+
+@app.command()
+@handle_errors
+def prune(
+    ctx: typer.Context,
+    keep: Annotated[int, typer.Option(help="keep this many newest versions of each task, whatever names them")] = 2,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go; delete nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Delete the files of old network versions that no decision, task, round, mask or report names (the
+    working one and the newest --keep stay); their rows stay, marked pruned."""
+    with workspace_session(ctx) as (settings, session):
+        result = prune_versions(session, settings, keep=keep, dry_run=dry_run)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    verb = "would prune" if dry_run else "pruned"
+    console.print(f"{verb} {len(result['pruned'])} versions ({result['freed_mb']} MB); kept {result['kept']}")
+    for version in result["pruned"]:
+        console.print(f"  {version}")
 
 
 @app.command("table")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from annotator.device import TrainingPlan, resolve_device, training_plan
+from annotator.durability import write_bytes_durably
 from annotator.errors import TrainingError, UnknownNameError
 from annotator.segmentation import distributed, transform
 from annotator.segmentation.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -28,6 +29,8 @@ from annotator.segmentation.presets import TrainConfig
 from annotator.segmentation.registry import ModelSpec
 
 log = logging.getLogger(__name__)
+
+FINISHED_FILE = "finished.json"  # a finished run: its identity and result (kept when last.pt is dropped)
 
 Pair = tuple[np.ndarray, np.ndarray]  # (image HxW uint8, mask HxW uint8 {0,255})
 
@@ -108,20 +111,17 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
         job.weights_are_bar = True
     last_path = out_dir / "last.pt"
     model_path = out_dir / "model.pt"
-    saved = _load_resume_state(last_path) if resume else None
+    done = _finished_run(out_dir, identity, config) if resume else None
+    saved = _load_resume_state(last_path) if resume and done is None else None
+    if saved is not None and saved.get("identity") == identity and saved["state"]["finished"] \
+            and not _extends(saved["state"], config) and model_path.is_file():
+        done = _result_of(model_path, out_dir, saved["state"]["epoch"])  # finished before finished.json existed
+    if done is not None:  # finished (its resume state may have been dropped when it was published)
+        if ctx is not None:
+            ctx.broadcast(("done", done))
+        return done
     if saved is not None:
         if saved.get("identity") == identity:
-            done = saved["state"]
-            more = (done["epoch"] < config.max_epochs and done.get("stop_reason") != "early stop"
-                    and (config.max_train_s is None or done["train_s"] < config.max_train_s))
-            if done["finished"] and not more and model_path.is_file():
-                ckpt = load_checkpoint(model_path)
-                log.info("%s already trained: %s", spec.name, ckpt.model_version)
-                result = TrainResult(model_path, ckpt.model_version, ckpt.metrics, out_dir / "curves.png",
-                                     saved["state"]["epoch"])
-                if ctx is not None:
-                    ctx.broadcast(("done", result))
-                return result
             job.start_weights, job.optimizer_state = saved["model"], saved["optimizer"]
             job.scheduler_state, job.state = saved["scheduler"], {**saved["state"], "finished": False}
             log.info("resuming %s at epoch %d", spec.name, job.state["epoch"])
@@ -156,10 +156,45 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
     curves = write_curves(history, out_dir / "curves.png", title=f"{spec.name} ({config.name})")
     (out_dir / "history.json").write_text(json.dumps({"model_version": ckpt.model_version, "history": history,
                                                       "metrics": metrics}, indent=2))
+    write_bytes_durably(out_dir / FINISHED_FILE, json.dumps(
+        {"identity": identity, "model_version": ckpt.model_version, "epoch": state["epoch"],
+         "stop_reason": state["stop_reason"], "train_s": state["train_s"]}, default=str).encode())
     result = TrainResult(model_path, ckpt.model_version, metrics, curves, resumed_from)
     if ctx is not None:
         ctx.broadcast(("done", result))
     return result
+
+
+def _finished_run(out_dir: Path, identity: dict, config: TrainConfig) -> TrainResult | None:
+    """The result of a finished run of the same identity that ``config`` would not train further, read
+    from ``finished.json`` and ``model.pt`` (no ``last.pt`` needed: publishing drops it)."""
+    marker, model_path = out_dir / FINISHED_FILE, out_dir / "model.pt"
+    if not (marker.is_file() and model_path.is_file()):
+        return None
+    try:
+        done = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if done.get("identity") != json.loads(json.dumps(identity, default=str)):
+        return None
+    more = _extends(done, config)
+    if more and (out_dir / "last.pt").is_file():
+        return None  # train it further from its resume state
+    if more:
+        log.warning("%s: its resume state was dropped when it was published; it is not trained further", out_dir)
+    return _result_of(model_path, out_dir, done["epoch"])
+
+
+def _extends(done: dict, config: TrainConfig) -> bool:
+    """Would ``config`` train this finished run further (more epochs or time allowed, no early stop)?"""
+    return (done["epoch"] < config.max_epochs and done.get("stop_reason") != "early stop"
+            and (config.max_train_s is None or done["train_s"] < config.max_train_s))
+
+
+def _result_of(model_path: Path, out_dir: Path, epochs: int) -> TrainResult:
+    ckpt = load_checkpoint(model_path)
+    log.info("%s already trained: %s", out_dir.name, ckpt.model_version)
+    return TrainResult(model_path, ckpt.model_version, ckpt.metrics, out_dir / "curves.png", epochs)
 
 
 def _plan(device: str, config: TrainConfig, ctx) -> TrainingPlan:

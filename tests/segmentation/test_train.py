@@ -74,8 +74,29 @@ def test_a_truncated_resume_point_is_set_aside_not_fatal(seed_pairs, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     last = tmp_path / "last.pt"
     last.write_bytes(last.read_bytes()[:4000])
+    (tmp_path / "finished.json").unlink()  # as if the crash came before the run finished
     again = train_model(spec, config, seed_pairs[:2], seed_pairs[:2], tmp_path, progress=False)
     assert again.resumed_from_epoch == 0 and again.model_version == first.model_version  # retrained, same seed
+
+
+@pytest.mark.slow
+def test_a_published_run_needs_no_resume_state_to_be_run_again(seed_pairs, tmp_path, caplog):
+    """Publishing drops last.pt (four times the network); finished.json still makes a rerun free."""
+    spec = get_spec("unet-resnet18")
+    short = dataclasses.replace(PRESETS["tiny"], max_epochs=2, verify_fast_paths=False)
+    first = train_model(spec, short, seed_pairs[:2], seed_pairs[:2], tmp_path, progress=False)
+    done = json.loads((tmp_path / "finished.json").read_text())
+    assert (done["model_version"], done["epoch"]) == (first.model_version, 2)
+    (tmp_path / "last.pt").unlink()
+    again = train_model(spec, short, seed_pairs[:2], seed_pairs[:2], tmp_path, progress=False)
+    assert (again.model_version, again.resumed_from_epoch) == (first.model_version, 2)
+    assert not (tmp_path / "last.pt").exists()  # nothing was trained
+    longer = dataclasses.replace(short, max_epochs=3)
+    with caplog.at_level("WARNING"):
+        kept = train_model(spec, longer, seed_pairs[:2], seed_pairs[:2], tmp_path, progress=False)
+    assert kept.model_version == first.model_version and "resume state was dropped" in caplog.text
+    other = train_model(spec, short, seed_pairs[1:3], seed_pairs[1:3], tmp_path, progress=False)
+    assert other.model_version != first.model_version and other.resumed_from_epoch == 0  # other data: trained
 
 
 def test_bad_training_input_is_refused_clearly(seed_pairs, tmp_path):
