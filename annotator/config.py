@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     labelstudio_host: str = "127.0.0.1"
     labelstudio_port: int = 8080
     labelstudio_url: str | None = Field(default=None, description="an external Label Studio; default: ours")
+    labelstudio_db_url: str | None = Field(default=None, description="PostgreSQL for our Label Studio, "
+                                           "postgresql://user:password@host:port/db; default: SQLite in its folder")
     labelstudio_username: str = "admin@cxr-annotator.local"
     labelstudio_password: str = DEFAULT_SECRETS["labelstudio_password"]
     labelstudio_token: str = DEFAULT_SECRETS["labelstudio_token"]
@@ -95,7 +97,7 @@ class Settings(BaseSettings):
 
     def __repr_args__(self):  # secrets never reach a log line or a traceback through repr()
         for name, value in super().__repr_args__():
-            yield name, masked(value) if name in SECRET_FIELDS else value
+            yield name, masked(value) if name in SECRET_FIELDS else shown_url(name, value)
 
     # -- derived paths ------------------------------------------------------------------------
     @property
@@ -146,6 +148,14 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
             raise ValueError("allowed: an http:// or https:// URL, e.g. http://127.0.0.1:8080")
         return value.rstrip("/") if value else value
+
+    @field_validator("labelstudio_db_url")
+    @classmethod
+    def _a_postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"postgres(ql)?(\+psycopg2?)?://[^/\s]+/[^/\s?]+", value):
+            raise ValueError("allowed: postgresql://user:password@host:port/database (Label Studio runs on "
+                             "PostgreSQL or on its own SQLite file)")
+        return value
 
     @field_validator("db_url")
     @classmethod
@@ -200,6 +210,15 @@ def load_settings(workspace: Path | None = None, config_file: Path | None = None
 
 
 SECRET_WORDS = ("password", "token", "secret", "key")  # a setting named so is masked too, declared or not
+
+
+def shown_url(name: str, value):
+    """A database URL as it may be shown: its password masked (``postgresql://u:***@host/db``)."""
+    if not (name.endswith("db_url") and isinstance(value, str) and value):
+        return value
+    from sqlalchemy.engine import make_url
+
+    return make_url(value).render_as_string(hide_password=True)
 
 
 def is_secret(name: str) -> bool:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from annotator.config import ENV_PREFIX, Settings, env_name, env_variables, is_secret, load_settings, settings_file
+from annotator.config import (
+    ENV_PREFIX, Settings, env_name, env_variables, is_secret, load_settings, settings_file, shown_url,
+)
 from annotator.credentials import masked, read_secrets
 
 NOT_SETTINGS = {ENV_PREFIX + "CONFIG"}  # variables read besides the settings: the file's path
@@ -60,7 +62,7 @@ def _shown(name: str, value: object) -> object:
         return masked(str(value))
     if isinstance(value, Path):
         return str(value)
-    return value
+    return shown_url(name, value)
 
 
 def unknown_variables() -> list[str]:

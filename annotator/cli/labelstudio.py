@@ -7,9 +7,12 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from annotator.cli.common import console, handle_errors, settings_from
+from annotator.config import Settings, explain_error, shown_url
 from annotator.credentials import SECRET_FIELDS, default_value, secrets_path
+from annotator.errors import ConfigError
 from annotator.labelstudio.server import server_status, start_server, stop_server
 
 app = typer.Typer(no_args_is_help=True)
@@ -22,17 +25,27 @@ def start(
     port: Annotated[int | None, typer.Option(min=1, max=65535,
                                              help="port (default: ANNOTATOR_LABELSTUDIO_PORT or 8080)")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for its health")] = 180.0,
+    postgres: Annotated[str | None, typer.Option(
+        help="run it on this PostgreSQL database, postgresql://user:password@host:port/db (default: "
+             "ANNOTATOR_LABELSTUDIO_DB_URL, else SQLite in its folder)")] = None,
 ) -> None:
     """Start Label Studio with its data in the workspace; prints the URL (`credentials` prints the login)."""
     settings = settings_from(ctx)
     if port is not None:
         settings = settings.model_copy(update={"labelstudio_port": port})
+    if postgres is not None:
+        try:
+            settings = Settings(**{**settings.model_dump(), "labelstudio_db_url": postgres})  # validated
+        except ValidationError as exc:
+            raise ConfigError(explain_error(exc, None)) from exc
     with console.status("starting Label Studio (the very first start migrates for ~30 s)..."):
         info = start_server(settings, timeout_s=timeout)
     console.print(f"Label Studio running at [bold]{info.url}[/] (pid {info.pid}, up in {info.startup_s:.1f} s)")
     console.print(f"log in as {settings.labelstudio_username}; password and tokens: `annotator labelstudio credentials`",
                   soft_wrap=True, highlight=False)
     console.print(f"data: {info.data_path}  log: {info.log_path}")
+    if settings.labelstudio_db_url:
+        console.print(f"database: {shown_url('labelstudio_db_url', settings.labelstudio_db_url)}", highlight=False)
 
 
 @app.command()

@@ -144,11 +144,28 @@ def labelstudio_env(settings: Settings, data_path: Path, port: int, base: dict |
             "HF_HUB_OFFLINE": "1",
         }
     )
+    for name in POSTGRES_VARS:  # a database of the caller's environment is not the one we were told to use
+        env.pop(name, None)
+    if settings.labelstudio_db_url:
+        env.update(postgres_env(settings.labelstudio_db_url))
     if with_user:
         env.update({"LABEL_STUDIO_USERNAME": settings.labelstudio_username,
                     "LABEL_STUDIO_PASSWORD": settings.labelstudio_password,
                     "LABEL_STUDIO_USER_TOKEN": settings.labelstudio_token})
     return env
+
+
+POSTGRES_VARS = ("POSTGRE_NAME", "POSTGRE_USER", "POSTGRE_PASSWORD", "POSTGRE_HOST", "POSTGRE_PORT")
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    """Label Studio's own database settings for a PostgreSQL URL (its ``DJANGO_DB=default``)."""
+    from sqlalchemy.engine import make_url
+
+    parts = make_url(url)
+    return {"LABEL_STUDIO_DJANGO_DB": "default", "LABEL_STUDIO_POSTGRE_NAME": parts.database or "",
+            "LABEL_STUDIO_POSTGRE_USER": parts.username or "", "LABEL_STUDIO_POSTGRE_PASSWORD": parts.password or "",
+            "LABEL_STUDIO_POSTGRE_HOST": parts.host or "localhost", "LABEL_STUDIO_POSTGRE_PORT": str(parts.port or 5432)}
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -348,7 +365,7 @@ def start_server(settings: Settings, *, timeout_s: float = 180.0, use_template: 
     settings.image_store.mkdir(parents=True, exist_ok=True)
     if not (data_path / DB_FILE).is_file():
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        if use_template:
+        if use_template and not settings.labelstudio_db_url:  # the template is a migrated SQLite file
             template = migrated_template(settings, timeout_s=timeout_s)
             shutil.copytree(template, data_path, dirs_exist_ok=True)
     data_path.mkdir(parents=True, exist_ok=True)
