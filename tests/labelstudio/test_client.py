@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from annotator.config import load_settings
-from annotator.errors import ImageReadError, LabelStudioError, MaskError
+from annotator.errors import ConfigError, ImageReadError, LabelStudioError, MaskError
 from annotator.labelstudio.client import LabelStudio
 from annotator.labelstudio.tasks import TaskIn, task_key
-from annotator.labelstudio.server import free_port, labelstudio_env
+from annotator.labelstudio.environment import labelstudio_env
+from annotator.labelstudio.server import free_port
 
 
 @pytest.fixture
@@ -135,6 +136,22 @@ def test_child_environment_drops_leaking_names_and_stays_offline(tmp_path):
     for name in ("LABEL_STUDIO_COLLECT_ANALYTICS", "LABEL_STUDIO_LATEST_VERSION_CHECK"):
         assert env[name] == "false"
     assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true" and env["SENTRY_DSN"] == ""
+
+
+def test_child_environment_sets_its_postgresql_database_and_drops_the_callers(tmp_path):
+    base = {"POSTGRE_PASSWORD": "theirs", "POSTGRE_HOST": "elsewhere", "DJANGO_DB": "sqlite", "PATH": "/usr/bin"}
+    sqlite = load_settings(workspace=tmp_path / "ws")
+    env = labelstudio_env(sqlite, tmp_path / "data", 18099, base=base)
+    assert not {"POSTGRE_PASSWORD", "POSTGRE_HOST", "DJANGO_DB", "LABEL_STUDIO_DJANGO_DB"} & set(env)  # its SQLite
+    ours = load_settings(workspace=tmp_path / "ws", labelstudio_db_url="postgresql://ls:s3cret@db.lab:6543/labels")
+    env = labelstudio_env(ours, tmp_path / "data", 18099, base=base)
+    assert {k: env[k] for k in env if "POSTGRE" in k or "DJANGO_DB" in k} == {
+        "LABEL_STUDIO_DJANGO_DB": "default", "LABEL_STUDIO_POSTGRE_NAME": "labels", "LABEL_STUDIO_POSTGRE_USER": "ls",
+        "LABEL_STUDIO_POSTGRE_PASSWORD": "s3cret", "LABEL_STUDIO_POSTGRE_HOST": "db.lab",
+        "LABEL_STUDIO_POSTGRE_PORT": "6543"}
+    assert "s3cret" not in repr(ours) and "postgresql://ls:***@db.lab:6543/labels" in repr(ours)
+    with pytest.raises(ConfigError, match="labelstudio_db_url.*postgresql://user:password@host:port/database"):
+        load_settings(workspace=tmp_path / "ws", labelstudio_db_url="mysql://x@y/z")
 
 
 def test_child_environment_keeps_ssrf_protection_on_with_only_127_0_0_1_let_through(tmp_path):
