@@ -86,6 +86,12 @@ def _place(src: Path, dest: Path) -> None:
     replace_durably(tmp, dest)
 
 
+def drop_resume_state(checkpoint: Path) -> None:
+    """A run that is published (or set aside) is final: its resume state (weights, optimizer and best
+    weights: about four times the network) goes; its finished.json still makes the same training free."""
+    (Path(checkpoint).parent / "last.pt").unlink(missing_ok=True)
+
+
 def publish(session: Session, settings: Settings, trained: Trained, *, spec: str, preset: str | None,
             snapshot: dict, stage: str, metrics: dict | None = None, parent_version: str | None = None,
             task: str = "lung", make_working: bool = False) -> Model:
@@ -101,9 +107,7 @@ def publish(session: Session, settings: Settings, trained: Trained, *, spec: str
     onnx = source.with_name(f"{trained.model_version}.onnx")
     if onnx.is_file():
         _place(onnx, final.with_suffix(".onnx"))
-    # published: the run is final, so its resume state (weights, optimizer and best weights: about four
-    # times the network) goes; its finished.json still lets the same training be run again for free
-    (source.parent / "last.pt").unlink(missing_ok=True)
+    drop_resume_state(source)
     row = register(session, model_version=trained.model_version, spec=spec, preset=preset,
                    checkpoint_path=str(final.relative_to(settings.workspace_path)),
                    metrics=trained.metrics if metrics is None else metrics, snapshot=snapshot, stage=stage,
@@ -138,12 +142,13 @@ def resolve_checkpoint(session: Session | None, settings: Settings, ref: str) ->
 
 
 def named_versions(session: Session, settings: Settings) -> set[str]:
-    """Model versions that something on record names: a decision, a task, a round, a mask, another
-    network's parent, or a report's results.json. Their files stay."""
+    """Model versions that something on record names: a decision, a task, a round, a mask in the
+    repository, another network's parent, or a report's results.json. Their files stay."""
     named: set[str] = set()
-    for column in (Decision.model_version, Task.model_version, Round.model_version, Mask.model_version,
-                   Model.parent_version):
+    for column in (Decision.model_version, Task.model_version, Round.model_version, Model.parent_version):
         named.update(v for v in session.scalars(select(column).distinct()) if v)
+    # a mask a person kept names its network; a prediction nobody took (origin "model") does not
+    named.update(v for v in session.scalars(select(Mask.model_version).where(Mask.origin != "model").distinct()) if v)
     for results in sorted(settings.reports_path.glob("*/results.json")):
         text = results.read_text(errors="replace")
         named.update(v for v in session.scalars(select(Model.model_version)) if v in text)
@@ -165,6 +170,15 @@ def _files_of(settings: Settings, row: Model) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+def _bytes_freed(files: list[Path]) -> int:
+    """The space deleting ``files`` gives back: a file's bytes count once all its names (hard links) go."""
+    names: dict[tuple[int, int], list[os.stat_result]] = {}
+    for f in files:
+        st = f.stat()
+        names.setdefault((st.st_dev, st.st_ino), []).append(st)
+    return sum(stats[0].st_size for stats in names.values() if len(stats) >= stats[0].st_nlink)
+
+
 def prune(session: Session, settings: Settings, keep: int = 2, dry_run: bool = False) -> dict:
     """Drop the files of published networks nobody needs: not working, not among each task's ``keep``
     newest, and named by nothing on record (``named_versions``). Their rows stay, marked ``pruned_at``.
@@ -183,7 +197,7 @@ def prune(session: Session, settings: Settings, keep: int = 2, dry_run: bool = F
         if row.pruned_at is not None and not _files_of(settings, row):
             continue  # pruned before (a run stopped mid-way leaves files behind: they go now)
         files = _files_of(settings, row)
-        freed += sum(f.stat().st_size for f in files if f.stat().st_nlink == 1)
+        freed += _bytes_freed(files)
         pruned.append(row.model_version)
         if not dry_run:
             for f in files:

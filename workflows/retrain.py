@@ -26,7 +26,7 @@ from annotator.config import Settings
 from annotator.crashpoint import crash_point
 from annotator.errors import AnnotatorError
 from annotator.evaluation.metrics import segmentation_scores
-from annotator.model_registry import checkpoint_file, mark_working, publish, working_model
+from annotator.model_registry import checkpoint_file, drop_resume_state, mark_working, publish, working_model
 from annotator.segmentation.presets import get_preset
 from annotator.segmentation.registry import get_spec
 from annotator.store import image_pixels, read_mask_of
@@ -157,6 +157,7 @@ def train_on_repository(session: Session, settings: Settings, spec_name: str, pr
     if init_from is not None and result.metrics.get("best_epoch") == 0:
         # no epoch beat the starting network on the fixed validation set: it stays, nothing new is registered
         log.info("no epoch of %s beat %s on validation: it stays", stage, init_from.model_version)
+        drop_resume_state(result.checkpoint_path)  # a run that is not published is not extended either
         if make_working:
             mark_working(session, init_from)
         return init_from
