@@ -205,6 +205,23 @@ class Transition(Base):
     created_at: Mapped[CreatedAt]
 
 
+class Person(Base):
+    """A member of the campaign's team: an RA or an MD with a Label Studio account of their own. Only their
+    Label Studio user id is kept, never a password or a token; a deactivated person stays (their decisions
+    name them) but their annotations are no longer applied."""
+
+    __tablename__ = "people"
+
+    id: Mapped[IntPk]
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lower-case
+    name: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(8))  # RA | MD
+    ls_user_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[CreatedAt]
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class SplitMember(Base):
     __tablename__ = "splits"
     __table_args__ = (UniqueConstraint("image_id", "name"),)

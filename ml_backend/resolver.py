@@ -144,8 +144,10 @@ class ImageResolver:
         if self._http is None:
             self._http = requests.Session()
             self._http.trust_env = False  # no proxy from the environment sees our token
-            if self.labelstudio_token:
-                self._http.headers["Authorization"] = f"Token {self.labelstudio_token}"
+            if self.labelstudio_token:  # a legacy token or a personal access token
+                from annotator.labelstudio.auth import ApiToken
+
+                self._http.auth = ApiToken(self.labelstudio_url, self.labelstudio_token)
         try:
             with self._http.get(url, timeout=self.timeout_s, allow_redirects=False, stream=True) as resp:
                 if resp.status_code != 200:

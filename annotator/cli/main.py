@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from annotator.cli import common, config, data, demo, export, labelstudio, md, model, pipeline, serve, simulate
+from annotator.cli import common, config, data, demo, export, labelstudio, md, model, people, pipeline, serve, simulate
 from annotator.cli import stage1, stage3, stage4
 from annotator.cli import round as round_
 from annotator.cli.common import JsonFlag, console, handle_errors, settings_from, workspace_session
@@ -22,8 +22,8 @@ from annotator.status import collect_status
 from annotator.workspace import init_workspace
 
 # `annotator --help` lists the commands in the order a campaign uses them; any other command follows
-COMMAND_ORDER = ("init", "data", "labelstudio", "stage1", "serve", "round", "md", "stage3", "stage4", "export",
-                 "model", "train-pipeline", "predict", "evaluate-pipeline", "status", "simulate", "demo")
+COMMAND_ORDER = ("init", "data", "labelstudio", "people", "stage1", "serve", "round", "md", "stage3", "stage4",
+                 "export", "model", "train-pipeline", "predict", "evaluate-pipeline", "status", "simulate", "demo")
 
 
 class ProtocolOrderGroup(TyperGroup):
@@ -97,6 +97,7 @@ def _register_commands() -> None:
     for name, group, text in (
         ("data", data.app, "Import and validate image collections."),
         ("labelstudio", labelstudio.app, "Run the bundled Label Studio server."),
+        ("people", people.app, "The team: RAs and MDs, each with their own Label Studio account."),
         ("stage1", stage1.app, "Stage I: train three U-Net variants on the seed masks."),
         ("serve", serve.app, "Run the ML backend for Label Studio."),
         ("round", round_.app, "Stage II rounds: next, sync, close, status."),

@@ -1,6 +1,6 @@
 """Our client of Label Studio's REST API: projects per queue, idempotent task import, read-back.
 
-    ls = LabelStudio(settings)                      # token auth, retries with back-off
+    ls = LabelStudio(settings)                      # legacy token or PAT, retries with back-off
     project_id = ls.ensure_project("ra_review", round_key="stage2-r1")
     result = ls.import_tasks(project_id, [TaskIn(...), ...])  # -> ImportResult(task_ids={key: ls_task_id})
     outs = ls.fetch_annotations(project_id)         # -> list[AnnotationOut] (annotator.labelstudio.readback)
@@ -99,10 +99,9 @@ class LabelStudio(Transport):
             if project.get("label_config", "").strip() != spec.label_config.strip():
                 self.request("PATCH", f"/api/projects/{project['id']}", json={"label_config": spec.label_config})
         else:
-            project = self.request(
-                "POST",
+            project = self.create_once(
                 "/api/projects",
-                json={
+                {
                     "title": title,
                     "description": f"{spec.title} ({spec.role}); made by cxr-annotator, queue {spec.name}",
                     "label_config": spec.label_config,
@@ -112,6 +111,7 @@ class LabelStudio(Transport):
                     "show_skip_button": False,
                     "enable_empty_annotation": True,
                 },
+                find=lambda: next((p for p in self.list_projects() if p["title"] == title), None),
             )
         self.ensure_local_storage(project["id"], self.settings.image_store)
         if not spec.has_brush:  # best of six: its task images are the pre-rendered grids
@@ -125,15 +125,14 @@ class LabelStudio(Transport):
         path = Path(path).resolve()
         self._relative_to_store(path)
         path.mkdir(parents=True, exist_ok=True)
-        entries = self.request("GET", "/api/storages/localfiles", params={"project": project_id})
-        for entry in entries:
-            if Path(entry["path"]).resolve() == path:
-                return int(entry["id"])
-        entry = self.request(
-            "POST",
+        def find() -> dict | None:
+            entries = self.request("GET", "/api/storages/localfiles", params={"project": project_id})
+            return next((e for e in entries if Path(e["path"]).resolve() == path), None)
+
+        entry = find() or self.create_once(
             "/api/storages/localfiles",
-            json={"project": project_id, "path": str(path), "title": path.name, "use_blob_urls": False,
-                  "regex_filter": ""},
+            {"project": project_id, "path": str(path), "title": path.name, "use_blob_urls": False, "regex_filter": ""},
+            find=find,
         )
         return int(entry["id"])
 
@@ -304,15 +303,17 @@ class LabelStudio(Transport):
     def ensure_webhook(self, project_id: int, url: str, token: str) -> int:
         """Label Studio posts the project's annotation events to ``url`` (our backend's /webhook) with the token."""
         self.project(project_id)
-        for hook in self.request("GET", "/api/webhooks", params={"project": project_id}):
-            if hook.get("url") == url and hook.get("project") == project_id:
-                return int(hook["id"])
-        hook = self.request(
-            "POST",
+
+        def find() -> dict | None:
+            hooks = self.request("GET", "/api/webhooks", params={"project": project_id})
+            return next((h for h in hooks if h.get("url") == url and h.get("project") == project_id), None)
+
+        hook = find() or self.create_once(
             "/api/webhooks",
-            json={"project": project_id, "url": url, "send_payload": True, "send_for_all_actions": False,
-                  "actions": list(self.WEBHOOK_ACTIONS), "headers": {"Authorization": f"Token {token}"},
-                  "is_active": True},
+            {"project": project_id, "url": url, "send_payload": True, "send_for_all_actions": False,
+             "actions": list(self.WEBHOOK_ACTIONS), "headers": {"Authorization": f"Token {token}"},
+             "is_active": True},
+            find=find,
         )
         return int(hook["id"])
 

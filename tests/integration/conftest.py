@@ -11,8 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +207,52 @@ def run_cli(settings: Settings, *args: str, check: bool = True, env: dict | None
 def campaign_tools():
     """``(make_subset, run_cli)`` for the modules that drive a campaign through the CLI."""
     return make_subset, run_cli
+
+
+class _DropFirstPost(BaseHTTPRequestHandler):
+    """A proxy to Label Studio that forwards every request but answers 502 to the first POST whose path holds
+    ``drop`` after Label Studio did it, as a proxy timing out would."""
+
+    target = ""
+    drop = ""
+    dropped = 0
+
+    def _forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+        resp = requests.request(self.command, self.target + self.path, data=body, headers=headers, timeout=60)
+        if self.command == "POST" and type(self).drop in self.path and type(self).dropped == 0:
+            type(self).dropped += 1
+            self.send_response(502)
+            self.end_headers()
+            return
+        self.send_response(resp.status_code)
+        self.send_header("Content-Type", resp.headers.get("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(resp.content)))
+        self.end_headers()
+        self.wfile.write(resp.content)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def dropping_proxy(ls_server):
+    """``dropping_proxy(path_part) -> (url, handler)``: a proxy to the session's Label Studio that loses the
+    answer of the first POST to a path holding ``path_part`` (``handler.dropped`` counts it); stopped after."""
+    servers = []
+
+    def start(path_part: str):
+        _DropFirstPost.target, _DropFirstPost.drop, _DropFirstPost.dropped = ls_server.url, path_part, 0
+        proxy = ThreadingHTTPServer(("127.0.0.1", 0), _DropFirstPost)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        servers.append(proxy)
+        return f"http://127.0.0.1:{proxy.server_address[1]}", _DropFirstPost
+
+    yield start
+    for proxy in servers:
+        proxy.shutdown()
+        proxy.server_close()

@@ -3,12 +3,8 @@ and the faults (busy port, unknown project, wrong token, missing image, other si
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import numpy as np
 import pytest
-import requests
 
 from annotator.config import load_settings
 from annotator.errors import LabelStudioError
@@ -150,48 +146,13 @@ def test_annotations_read_back_with_invalid_ones_flagged(ls_settings, ls_server,
     assert not outs[3].valid and "needs a lung mask but the mask is empty" in outs[3].message
 
 
-class _DropFirstImport(BaseHTTPRequestHandler):
-    """A proxy to Label Studio that forwards the first import but answers 502, as a proxy timing out would."""
-
-    target = ""
-    dropped = 0
-
-    def _forward(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
-        resp = requests.request(self.command, self.target + self.path, data=body, headers=headers, timeout=60)
-        if self.command == "POST" and "/import" in self.path and type(self).dropped == 0:
-            type(self).dropped += 1
-            self.send_response(502)
-            self.end_headers()
-            return
-        self.send_response(resp.status_code)
-        self.send_header("Content-Type", resp.headers.get("Content-Type", "application/json"))
-        self.send_header("Content-Length", str(len(resp.content)))
-        self.end_headers()
-        self.wfile.write(resp.content)
-
-    do_GET = do_POST = do_PATCH = _forward
-
-    def log_message(self, *args):
-        pass
-
-
-def test_a_chunk_that_landed_but_failed_is_not_imported_twice(ls_settings, ls_server, stored_images):
-    _DropFirstImport.target, _DropFirstImport.dropped = ls_server.url, 0
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _DropFirstImport)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        via_proxy = ls_settings.model_copy(update={"labelstudio_url": f"http://127.0.0.1:{proxy.server_address[1]}"})
-        ls = LabelStudio(via_proxy, backoff_s=0.05)
-        project_id = ls.ensure_project("ra_review", round_key="it-retry")
-        tasks = _tasks(stored_images[:4], round_id=9)
-        result = ls.import_tasks(project_id, tasks)
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-    assert _DropFirstImport.dropped == 1
+def test_a_chunk_that_landed_but_failed_is_not_imported_twice(ls_settings, ls_server, stored_images, dropping_proxy):
+    url, proxy = dropping_proxy("/import")
+    ls = LabelStudio(ls_settings.model_copy(update={"labelstudio_url": url}), backoff_s=0.05)
+    project_id = ls.ensure_project("ra_review", round_key="it-retry")
+    tasks = _tasks(stored_images[:4], round_id=9)
+    result = ls.import_tasks(project_id, tasks)
+    assert proxy.dropped == 1
     assert result.created == 4 and sorted(result.task_ids) == sorted(t.key for t in tasks)
     assert len(LabelStudio(ls_settings).list_task_keys(project_id)) == 4  # no duplicates
 
