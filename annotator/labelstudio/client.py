@@ -323,7 +323,8 @@ class LabelStudio(Transport):
         from label_studio_sdk.core.api_error import ApiError
 
         self.project(project_id)
-        sdk = SDK(base_url=self.url, api_key=self.settings.labelstudio_token, timeout=self.timeout_s)
+        # max_retries=0: the SDK would retry a POST that failed with a 5xx, which may have landed
+        sdk = SDK(base_url=self.url, api_key=self.settings.labelstudio_token, timeout=self.timeout_s, max_retries=0)
         try:
             for backend in sdk.ml.list(project=project_id):
                 if backend.url.rstrip("/") == url.rstrip("/"):
