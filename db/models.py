@@ -185,6 +185,11 @@ class Decision(Base):
     ls_updated_at: Mapped[str | None] = mapped_column(String(64))
     valid: Mapped[bool] = mapped_column(Boolean, default=True)
     message: Mapped[str | None] = mapped_column(Text)
+    ls_user_id: Mapped[LsId]  # who made it in Label Studio (completed_by)
+    # not applied because its author may not decide in this queue (not in the team, deactivated, other role)
+    refused: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # on a task two RAs read: the Dice score between the two readers' final masks (on both rows)
+    pair_dsc: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[CreatedAt]
 
 

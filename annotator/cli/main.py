@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from annotator.cli import common, config, data, demo, export, labelstudio, md, model, people, pipeline, serve, simulate
-from annotator.cli import stage1, stage3, stage4
+from annotator.cli import campaign, common, config, data, demo, export, labelstudio, md, model, people, pipeline
+from annotator.cli import serve, simulate, stage1, stage3, stage4
 from annotator.cli import round as round_
 from annotator.cli.common import JsonFlag, console, handle_errors, settings_from, workspace_session
 from annotator.cli.config import print_versions
@@ -23,7 +23,8 @@ from annotator.workspace import init_workspace
 
 # `annotator --help` lists the commands in the order a campaign uses them; any other command follows
 COMMAND_ORDER = ("init", "data", "labelstudio", "people", "stage1", "serve", "round", "md", "stage3", "stage4",
-                 "export", "model", "train-pipeline", "predict", "evaluate-pipeline", "status", "simulate", "demo")
+                 "campaign", "export", "model", "train-pipeline", "predict", "evaluate-pipeline", "status", "simulate",
+                 "demo")
 
 
 class ProtocolOrderGroup(TyperGroup):
@@ -104,6 +105,7 @@ def _register_commands() -> None:
         ("md", md.app, "The MD queue: advice on unsure cases."),
         ("stage3", stage3.app, "Stage III: best of six networks."),
         ("stage4", stage4.app, "Stage IV: MD verification of a stratified sample."),
+        ("campaign", campaign.app, "The team's work: per person, agreement of double reads, refused decisions."),
         ("model", model.app, "Segmentation networks: list, train, evaluate."),
         ("config", config.app, "Show the settings, their values and where they came from."),
     ):

@@ -49,6 +49,7 @@ class AnnotationOut:
     updated_at: str | None
     valid: bool = True
     message: str | None = None
+    ls_user_id: int | None = None  # who made it (Label Studio's completed_by): the sync asks their role
 
     @property
     def edited(self) -> bool | None:
@@ -149,6 +150,10 @@ def _annotator(completed_by, users: dict[int, str]) -> str | None:
     return users.get(uid, str(uid)) if uid is not None else None
 
 
+def _user_id(completed_by) -> int | None:
+    return _int_or_none(completed_by.get("id") if isinstance(completed_by, dict) else completed_by)
+
+
 def _lead_time(value, problems: list[str]) -> float | None:
     if value is None or value == "":
         return None
@@ -241,6 +246,7 @@ def parse_annotation(task: dict, annotation: dict, *, project_id: int, users: di
         updated_at=_str_or_none(annotation.get("updated_at")),
         valid=not problems,
         message="; ".join(problems) or None,
+        ls_user_id=_user_id(annotation.get("completed_by")),
     )
 
 
@@ -258,7 +264,8 @@ def _unreadable(task: dict, annotation: dict, project_id: int, exc: Exception) -
                          lead_time_s=None, annotator=None, ls_prediction_id=None,
                          model_version=None, prediction_mask=None, comment=None,
                          updated_at=str(annotation.get("updated_at")), valid=False,
-                         message=f"unreadable annotation: {type(exc).__name__}: {exc}"[:500])
+                         message=f"unreadable annotation: {type(exc).__name__}: {exc}"[:500],
+                         ls_user_id=_user_id(annotation.get("completed_by")))
 
 
 def parse_tasks(tasks: list[dict], *, project_id: int, users: dict[int, str] | None = None) -> list[AnnotationOut]:

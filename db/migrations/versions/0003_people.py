@@ -1,4 +1,5 @@
-"""people: the team's RAs and MDs, each with a Label Studio account of their own
+"""people: the team's RAs and MDs, each with a Label Studio account of their own; decisions name the
+Label Studio user who made them and whether they were refused (author without the queue's role)
 
 Revision ID: 0003
 Revises: 0002
@@ -28,7 +29,17 @@ def upgrade() -> None:
     sa.UniqueConstraint('email'),
     sa.UniqueConstraint('ls_user_id')
     )
+    with op.batch_alter_table('decisions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('ls_user_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('refused', sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column('pair_dsc', sa.Float(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_decisions_refused'), ['refused'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('decisions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_decisions_refused'))
+        batch_op.drop_column('pair_dsc')
+        batch_op.drop_column('refused')
+        batch_op.drop_column('ls_user_id')
     op.drop_table('people')
