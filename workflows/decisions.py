@@ -16,8 +16,9 @@ from annotator.labelstudio.queue import QUEUES, Queue, get_queue
 from db.models import Decision, Image, Task
 from workflows import engine, protocol, stage2, stage3, stage4
 from workflows.handler import Handler, SyncReport
+from workflows.people import Attribution, attribute
 
-__all__ = ["HANDLERS", "SyncReport", "apply_annotation", "build_table", "check_table"]
+__all__ = ["HANDLERS", "SyncReport", "apply_annotation", "build_table", "check_table", "record_decision"]
 
 
 def build_table(handlers: Iterable[Handler]) -> dict[tuple[str, str], Handler]:
@@ -100,14 +101,17 @@ def _applied(session: Session, annotation) -> bool:
                                                     Decision.valid.is_(True)).limit(1)) is not None
 
 
-def _record(session: Session, task: Task, annotation, decision: str, role: str, valid: bool = True,
-            message: str | None = None, detail: str | None = None) -> Decision:
+def record_decision(session: Session, task: Task, annotation, decision: str, who: Attribution, valid: bool = True,
+                    message: str | None = None, detail: str | None = None) -> Decision:
+    """One decision row: who (their Label Studio user, their role), what, on which task, and whether it was
+    applied; a refused one (``who.refusal``) is kept as not valid."""
     row = Decision(
-        image_id=task.image_id, round_id=task.round_id, task_id=task.id, actor=annotation.annotator or "unknown",
-        role=role, decision=decision, detail=detail, lead_time_s=annotation.lead_time_s, comment=annotation.comment,
+        image_id=task.image_id, round_id=task.round_id, task_id=task.id, actor=who.actor, role=who.role,
+        decision=decision, detail=detail, lead_time_s=annotation.lead_time_s, comment=annotation.comment,
         model_version=task.model_version, ls_project_id=task.ls_project_id, ls_task_id=task.ls_task_id,
         ls_annotation_id=annotation.ls_annotation_id, ls_prediction_id=getattr(annotation, "ls_prediction_id", None),
-        ls_updated_at=str(annotation.updated_at), valid=valid, message=message,
+        ls_updated_at=str(annotation.updated_at), valid=valid, message=message, ls_user_id=who.ls_user_id,
+        refused=who.refusal is not None,
     )
     session.add(row)
     session.flush()
@@ -123,10 +127,17 @@ def apply_annotation(session: Session, settings: Settings, task: Task, annotatio
     image = session.get(Image, task.image_id)
     if image is None:
         raise AnnotatorError(f"task {task.ls_task_id} names image {task.image_id}, which the store no longer has")
-    role = get_queue(task.queue).role
+    who = attribute(session, task.queue, get_queue(task.queue).role, annotation)
+    if who.refusal is not None:  # not theirs to decide: recorded, not applied; the task stays open
+        record_decision(session, task, annotation, annotation.decision or "none", who, valid=False,
+                        message=who.refusal)
+        report.refused.append(f"image {image.id} (task {task.ls_task_id}, annotation {annotation.ls_annotation_id}): "
+                              f"{who.refusal}")
+        return
     if not annotation.valid:
         if previous is None or previous.message != annotation.message:
-            _record(session, task, annotation, annotation.decision or "none", role, valid=False, message=annotation.message)
+            record_decision(session, task, annotation, annotation.decision or "none", who, valid=False,
+                            message=annotation.message)
             report.quarantined.append(f"image {image.id} (task {task.ls_task_id}, annotation "
                                       f"{annotation.ls_annotation_id}): {annotation.message}")
         return
@@ -134,15 +145,14 @@ def apply_annotation(session: Session, settings: Settings, task: Task, annotatio
         if image.state not in protocol.REOPENABLE:
             report.invalid.append(f"image {image.id}: decision edited after sync, but the image moved on "
                                   f"(state {image.state}); the edit is recorded, not applied")
-            _record(session, task, annotation, annotation.decision, role, valid=False,
-                    message=f"edited after the image reached {image.state}")
+            record_decision(session, task, annotation, annotation.decision, who, valid=False,
+                            message=f"edited after the image reached {image.state}")
             return
-        engine.move(session, image, "reopen", actor=annotation.annotator or "unknown", role="system",
-                    round_id=task.round_id, model_version=task.model_version)
+        engine.move(session, image, "reopen", actor=who.actor, role="system", round_id=task.round_id,
+                    model_version=task.model_version)
         report.edited += 1
-    decision = _record(session, task, annotation, annotation.decision, role)
-    actor = annotation.annotator or "unknown"
-    kw = {"actor": actor, "role": role, "round_id": task.round_id, "model_version": task.model_version}
+    decision = record_decision(session, task, annotation, annotation.decision, who)
+    kw = {"actor": who.actor, "role": who.role, "round_id": task.round_id, "model_version": task.model_version}
     handler = HANDLERS.get((task.queue, annotation.decision))
     if handler is None:
         raise ProtocolError(f"image {image.id}: decision {annotation.decision!r} has no meaning in queue {task.queue}")

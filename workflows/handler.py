@@ -38,6 +38,8 @@ class SyncReport:
     recorded: dict[str, int] = field(default_factory=dict)
     quarantined: list[str] = field(default_factory=list)  # not applied: the annotation is malformed
     invalid: list[str] = field(default_factory=list)  # not applied: the protocol cannot take it now
+    refused: list[str] = field(default_factory=list)  # not applied: its author may not decide in this queue
+    awaiting_second_read: int = 0  # double-read tasks one RA has read so far
     edited: int = 0
     skipped: int = 0
     new_tasks: dict[str, int] = field(default_factory=dict)
@@ -47,7 +49,8 @@ class SyncReport:
 
     def as_dict(self) -> dict:
         return {"recorded": self.recorded, "quarantined": self.quarantined, "invalid": self.invalid,
-                "edited": self.edited, "skipped": self.skipped, "new_tasks": self.new_tasks}
+                "refused": self.refused, "awaiting_second_read": self.awaiting_second_read, "edited": self.edited,
+                "skipped": self.skipped, "new_tasks": self.new_tasks}
 
 
 def new_task(session: Session, parent: Task, queue: Queue, payload: dict, report: SyncReport) -> None:

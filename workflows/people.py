@@ -121,3 +121,41 @@ def person_of(session: Session, ls_user_id: int | None) -> Person | None:
     if ls_user_id is None:
         return None
     return session.scalar(select(Person).where(Person.ls_user_id == int(ls_user_id)))
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who made an annotation, in which role, and why it may not be applied (None: it may)."""
+
+    actor: str
+    role: str
+    ls_user_id: int | None
+    refusal: str | None = None
+
+
+def has_team(session: Session) -> bool:
+    return session.scalar(select(Person.id).limit(1)) is not None
+
+
+def attribute(session: Session, queue: str, queue_role: str, annotation) -> Attribution:
+    """The annotation's author (Label Studio's ``completed_by``) and their role. With no team yet, one
+    operator works every queue (the single-user set-up and the demo's scripted people): the queue's role.
+    With a team, only an active member whose role is the queue's may decide there."""
+    uid = getattr(annotation, "ls_user_id", None)
+    seen = annotation.annotator or (f"Label Studio user {uid}" if uid is not None else "an unknown account")
+    person = person_of(session, uid)
+    if person is None:
+        if not has_team(session):
+            return Attribution(seen[:128], queue_role, uid)
+        return Attribution(seen[:128], queue_role, uid,
+                           f"refused: made by {seen} (Label Studio user {uid}), who is not in the team; add them "
+                           "with `annotator people add`, or have a member redo the task")
+    if not person.active:
+        return Attribution(person.email, person.role, uid,
+                           f"refused: made by {person.email}, deactivated on {person.deactivated_at:%Y-%m-%d}; a "
+                           "member redoes the task")
+    if person.role != queue_role:
+        return Attribution(person.email, person.role, uid,
+                           f"refused: made by {person.email}, an {person.role}; queue {queue} takes {queue_role} "
+                           "decisions only")
+    return Attribution(person.email, person.role, uid)

@@ -67,7 +67,7 @@ def quarantine(session: Session, task: Task, annotation, reason: str, report) ->
             comment=_text(annotation.comment, MESSAGE_CHARS), model_version=task.model_version,
             ls_project_id=task.ls_project_id, ls_task_id=task.ls_task_id, ls_annotation_id=annotation.ls_annotation_id,
             ls_prediction_id=_int(getattr(annotation, "ls_prediction_id", None)), ls_updated_at=updated_at,
-            valid=False, message=reason[:MESSAGE_CHARS]))
+            ls_user_id=_int(getattr(annotation, "ls_user_id", None)), valid=False, message=reason[:MESSAGE_CHARS]))
         session.flush()
     log.warning("image %s, annotation %s quarantined: %s", task.image_id, annotation.ls_annotation_id, reason)
     report.quarantined.append(f"image {task.image_id} (task {task.ls_task_id}, annotation "
@@ -101,6 +101,16 @@ def outstanding(session: Session, round_id: int | None = None) -> list[dict]:
         newest = newest.where(Decision.round_id == round_id)
     newest = newest.group_by(Decision.task_id).subquery()
     rows = session.scalars(select(Decision).join(newest, Decision.id == newest.c.id)
-                           .where(Decision.valid.is_(False)).order_by(Decision.id))
+                           .where(Decision.valid.is_(False), Decision.refused.is_(False)).order_by(Decision.id))
     return [{"image_id": d.image_id, "ls_task_id": d.ls_task_id, "ls_annotation_id": d.ls_annotation_id,
              "updated_at": d.ls_updated_at, "reason": d.message} for d in rows]
+
+
+def refused_open(session: Session, round_id: int | None = None) -> list[dict]:
+    """Refused decisions (their author may not decide in that queue) on tasks still open, oldest first."""
+    query = (select(Decision).join(Task, Task.id == Decision.task_id)
+             .where(Decision.refused.is_(True), Task.status == "open").order_by(Decision.id))
+    if round_id is not None:
+        query = query.where(Decision.round_id == round_id)
+    return [{"image_id": d.image_id, "ls_task_id": d.ls_task_id, "ls_annotation_id": d.ls_annotation_id,
+             "actor": d.actor, "decision": d.decision, "reason": d.message} for d in session.scalars(query)]

@@ -80,17 +80,30 @@ def latest_annotations(annotations: list) -> dict[int, object]:
     return best
 
 
+def each_persons_latest(annotations: list) -> list:
+    """Every task's annotations, the newest of each person (a person may have submitted twice; two people
+    may both have: an RA in an MD queue, a double read), by task and then oldest first."""
+    best: dict[tuple[int, object], object] = {}
+    for a in annotations:
+        who = a.ls_user_id if getattr(a, "ls_user_id", None) is not None else a.annotator
+        old = best.get((a.ls_task_id, who))
+        if old is None or (str(a.updated_at or ""), a.ls_annotation_id) > (str(old.updated_at or ""), old.ls_annotation_id):
+            best[(a.ls_task_id, who)] = a
+    return sorted(best.values(), key=lambda a: (a.ls_task_id, str(a.updated_at or ""), a.ls_annotation_id))
+
+
 def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, report, progress: bool = True) -> None:
-    """Read back every annotation of ``queue``'s project and hand each to ``apply`` (which records it once),
-    each in a savepoint of its own: a malformed one is quarantined, the others are applied."""
+    """Read back every annotation of ``queue``'s project and hand each person's newest of each task to
+    ``apply`` (which records it once), each in a savepoint of its own: a malformed one is quarantined, the
+    others are applied."""
     project_ids = set(session.scalars(select(Task.ls_project_id).where(Task.queue == queue,
                                                                         Task.ls_project_id.is_not(None))))
     for project_id in sorted(project_ids):
         by_task = {t.ls_task_id: t for t in session.scalars(select(Task).where(Task.ls_project_id == project_id,
                                                                                 Task.queue == queue))}
-        latest = sorted(latest_annotations(ls.fetch_annotations(project_id)).items())
-        for ls_task_id, annotation in track(latest, f"syncing {queue}", enabled=progress, unit="annotations"):
-            task = by_task.get(ls_task_id)
+        annotations = each_persons_latest(ls.fetch_annotations(project_id))
+        for annotation in track(annotations, f"syncing {queue}", enabled=progress, unit="annotations"):
+            task = by_task.get(annotation.ls_task_id)
             if task is None:
                 continue  # a task someone added by hand in Label Studio: not ours
             apply_isolated(session, settings, task, annotation, apply, report)

@@ -36,11 +36,14 @@ def render_rounds(rows: list[dict], as_json: bool) -> None:
         return
     for r in rows:
         console.print(f"stage {r['stage']} round {r['number']}: {r['size']} images, {r['status']}"
-                      + (f", {len(r['quarantined'])} annotation(s) quarantined" if r["quarantined"] else ""),
-                      highlight=False)
+                      + (f", {len(r['quarantined'])} annotation(s) quarantined" if r["quarantined"] else "")
+                      + (f", {len(r['refused'])} refused" if r.get("refused") else ""), highlight=False)
         for q in r["quarantined"]:
             console.print(f"  quarantined: image {q['image_id']} (task {q['ls_task_id']}, annotation "
                           f"{q['ls_annotation_id']}): {q['reason']}", highlight=False)
+        for q in r.get("refused", []):
+            console.print(f"  refused: image {q['image_id']} (task {q['ls_task_id']}, annotation "
+                          f"{q['ls_annotation_id']}) by {q['actor']}: {q['reason']}", highlight=False)
 
 
 def render_sync(report: dict, as_json: bool, title: str) -> None:
@@ -51,12 +54,15 @@ def render_sync(report: dict, as_json: bool, title: str) -> None:
 
 def render_not_applied(report: dict) -> None:
     """Annotations a sync did not apply: quarantined (malformed: fix them in Label Studio, the next sync
-    tries them again) or invalid (the protocol cannot take them now); left open in Label Studio."""
+    tries them again), invalid (the protocol cannot take them now) or refused (their author may not decide
+    in that queue); left open in Label Studio."""
     for message in report.get("quarantined", []):
         err_console.print(f"[yellow]annotation quarantined (fix it in Label Studio; the next sync tries it "
                           f"again):[/] {message}", highlight=False)
     for message in report.get("invalid", []):
         err_console.print(f"[yellow]invalid annotation left open:[/] {message}", highlight=False)
+    for message in report.get("refused", []):
+        err_console.print(f"[yellow]annotation refused, task left open:[/] {message}", highlight=False)
 
 
 def render_status(report: dict) -> None:

@@ -13,7 +13,7 @@ from annotator.cli.common import workspace_session
 from annotator.cli.render import render_result, render_rounds, render_sync
 from annotator.labelstudio.queue import Queue
 from db.models import Round
-from workflows.quarantine import outstanding
+from workflows.quarantine import outstanding, refused_open
 from workflows.stage2 import close_round, next_round
 
 app = typer.Typer(no_args_is_help=True)
@@ -53,9 +53,11 @@ def round_close(ctx: typer.Context, preset: TrainingPreset = "quick", as_json: J
 @app.command("status")
 @handle_errors
 def round_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Every round with its summary and its quarantined annotations (not applied; fix them in Label Studio)."""
+    """Every round with its summary, its quarantined annotations (fix them in Label Studio) and its refused
+    ones (made by someone without the queue's role; a member redoes the task)."""
     with workspace_session(ctx, write=False) as (_settings, session):
         rows = [{"stage": r.stage, "number": r.number, "size": r.size, "status": r.status, "strategy": r.strategy,
-                 "model_version": r.model_version, "summary": r.summary, "quarantined": outstanding(session, r.id)}
+                 "model_version": r.model_version, "summary": r.summary, "quarantined": outstanding(session, r.id),
+                 "refused": refused_open(session, r.id)}
                 for r in session.scalars(select(Round).order_by(Round.id))]
     render_rounds(rows, as_json)

@@ -1,0 +1,161 @@
+"""A team against a real Label Studio: three accounts of their own (two RAs, one MD), each working with
+their own personal access token. A decision is attributed to the person who made it and takes their role;
+an RA's annotation in the MD queue, and one by an account outside the team, are refused and leave the
+task open; the MD's decision on that task is then applied."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from annotator.cli.main import app
+from annotator.config import load_settings
+from annotator.imaging.io import read_mask
+from annotator.labelstudio.acting import submit_annotation
+from annotator.labelstudio.client import LabelStudio
+from annotator.labelstudio.server import free_port
+from annotator.labelstudio.users import login_token
+from db.engine import session_scope
+from db.models import Decision, Image, Mask, Round, Task, Transition
+from db.queries import reference_mask
+from workflows import engine
+from workflows.people import add_person
+from workflows.queues import push, sync_queues
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory, sample_data, campaign_tools):
+    """A workspace with four pool images, its own Label Studio, and a team of ra1, ra2 (RAs) and md1 (MD),
+    each with a Label Studio client logged in with their own personal access token."""
+    pytest.importorskip("label_studio", reason="needs the label-studio package")
+    from annotator.ingest.importer import import_collection
+    from annotator.labelstudio.server import start_server, stop_server
+    from annotator.workspace import init_workspace
+
+    root = tmp_path_factory.mktemp("team")
+    subset = campaign_tools[0](sample_data, root / "collection", n_seed=0, n_pool=4)
+    port = free_port()
+    init_workspace(load_settings(workspace=root / "ws", labelstudio_port=port))
+    settings = load_settings(workspace=root / "ws", labelstudio_port=port)  # with the secrets init made
+    with session_scope(settings.database_url) as session:
+        assert import_collection(session, settings, subset, "manifest").ok
+    info = start_server(settings, timeout_s=300)
+    try:
+        admin = LabelStudio(settings)
+        people, clients = {}, {}
+        with session_scope(settings.database_url) as session:
+            for who, role in (("ra1", "ra"), ("ra2", "ra"), ("md1", "md")):
+                added = add_person(session, admin, f"{who}-{uuid.uuid4().hex[:6]}@example.org", role)
+                people[who] = (added.person.email, added.person.ls_user_id)
+                token = login_token(settings.labelstudio_base_url, added.person.email, added.password)
+                clients[who] = LabelStudio(settings.model_copy(update={"labelstudio_token": token}))
+        yield settings, admin, people, clients
+    finally:
+        stop_server(settings, process=info.process)
+
+
+def _task(settings, admin, queue: str, events: tuple[str, ...], payload_extra: dict | None = None) -> tuple[int, int]:
+    """A round-1 task of ``queue`` on the next pool image, moved through ``events``, pushed; (task id, ls id)."""
+    with session_scope(settings.database_url) as session:
+        round_ = session.scalar(select(Round).where(Round.stage == 2, Round.number == 1))
+        if round_ is None:
+            round_ = Round(stage=2, number=1, size=4, strategy="random", model_version="seed-as-prediction")
+            session.add(round_)
+            session.flush()
+        image = session.scalars(select(Image).where(Image.state == "pool").order_by(Image.id)).first()
+        for event in events:
+            engine.move(session, image, event, actor="system", role="system" if event == "predict" else "RA",
+                        round_id=round_.id)
+        ref = reference_mask(session, image.id)
+        task = Task(image_id=image.id, round_id=round_.id, queue=queue, model_version="seed-as-prediction",
+                    payload={"mask_id": ref.id, "qc": "", **(payload_extra or {})})
+        session.add(task)
+        session.flush()
+        push(session, settings, admin, queue, progress=False)
+        return task.id, task.ls_task_id
+
+
+def _rows(settings, task_id: int) -> list[Decision]:
+    with session_scope(settings.database_url, write=False) as session:
+        rows = list(session.scalars(select(Decision).where(Decision.task_id == task_id).order_by(Decision.id)))
+        session.expunge_all()
+        return rows
+
+
+def _ref_mask(settings, task_id: int):
+    with session_scope(settings.database_url, write=False) as session:
+        task = session.get(Task, task_id)
+        image = session.get(Image, task.image_id)
+        return read_mask(settings.workspace_path / session.get(Mask, task.payload["mask_id"]).store_path,
+                         (image.height, image.width))
+
+
+def test_an_ras_decision_is_attributed_to_that_ra(team):
+    settings, admin, people, clients = team
+    task_id, ls_task_id = _task(settings, admin, "ra_review", ("predict",))
+    submit_annotation(clients["ra1"], ls_task_id, "ra_review", "accept", mask=_ref_mask(settings, task_id),
+                      lead_time_s=7.5)
+    report = sync_queues(settings, admin, ("ra_review",), progress=False)
+    assert report["recorded"] == {"ra_review:accept": 1} and report["refused"] == []
+    (row,) = _rows(settings, task_id)
+    email, uid = people["ra1"]
+    assert (row.actor, row.role, row.ls_user_id, row.valid, row.refused, row.lead_time_s) == (email, "RA", uid, True,
+                                                                                              False, 7.5)
+    with session_scope(settings.database_url, write=False) as session:
+        image = session.get(Image, row.image_id)
+        moved = session.scalars(select(Transition).where(Transition.image_id == image.id,
+                                                         Transition.event == "accept")).one()
+        mask = session.scalars(select(Mask).where(Mask.decision_id == row.id)).one()
+        assert (image.state, moved.actor, moved.role, mask.author, mask.origin) == ("accepted", email, "RA", email,
+                                                                                    "ra_accepted")
+
+
+def test_an_ra_in_the_md_queue_is_refused_and_the_task_stays_open_for_the_md(team):
+    settings, admin, people, clients = team
+    task_id, ls_task_id = _task(settings, admin, "md_advice", ("predict", "doubt"), {"ra_case": "borders?"})
+    submit_annotation(clients["ra2"], ls_task_id, "md_advice", "accept")
+    report = sync_queues(settings, admin, ("md_advice",), progress=False)
+    assert report["recorded"] == {} and len(report["refused"]) == 1
+    assert f"made by {people['ra2'][0]}, an RA; queue md_advice takes MD decisions only" in report["refused"][0]
+    (refused,) = _rows(settings, task_id)
+    assert (refused.actor, refused.role, refused.ls_user_id, refused.refused, refused.valid) == (
+        people["ra2"][0], "RA", people["ra2"][1], True, False)
+    with session_scope(settings.database_url, write=False) as session:
+        assert session.get(Task, task_id).status == "open"
+        assert session.get(Image, refused.image_id).state == "unsure"
+    again = sync_queues(settings, admin, ("md_advice",), progress=False)
+    assert again["refused"] == [] and again["skipped"] == 1 and len(_rows(settings, task_id)) == 1  # once
+    status = CliRunner().invoke(app, ["--workspace", str(settings.workspace_path), "round", "status", "--json"],
+                                env={"ANNOTATOR_LABELSTUDIO_PORT": str(settings.labelstudio_port)})
+    (round_row,) = json.loads(status.output)
+    assert [(r["image_id"], r["actor"]) for r in round_row["refused"]] == [(refused.image_id, people["ra2"][0])]
+    assert round_row["quarantined"] == []
+
+    # the MD's decision on the same task is applied, attributed to the MD
+    submit_annotation(clients["md1"], ls_task_id, "md_advice", "accept", text="fine as it is")
+    report = sync_queues(settings, admin, ("md_advice",), progress=False)
+    assert report["recorded"] == {"md_advice:accept": 1} and report["refused"] == []
+    rows = _rows(settings, task_id)
+    assert [(r.actor, r.role, r.valid, r.refused) for r in rows] == [
+        (people["ra2"][0], "RA", False, True), (people["md1"][0], "MD", True, False)]
+    with session_scope(settings.database_url, write=False) as session:
+        assert session.get(Task, task_id).status == "done"
+        assert session.get(Image, rows[1].image_id).state == "adjusted"
+
+
+def test_an_account_outside_the_team_is_refused(team):
+    settings, admin, _people, _clients = team
+    task_id, ls_task_id = _task(settings, admin, "ra_review", ("predict",))
+    submit_annotation(admin, ls_task_id, "ra_review", "unsure")  # the tool's own admin user: not a member
+    report = sync_queues(settings, admin, ("ra_review",), progress=False)
+    assert len(report["refused"]) == 1 and "who is not in the team" in report["refused"][0]
+    (row,) = _rows(settings, task_id)
+    assert (row.actor, row.refused, row.role) == (settings.labelstudio_username, True, "RA")
+    with session_scope(settings.database_url, write=False) as session:
+        assert session.get(Task, task_id).status == "open"
