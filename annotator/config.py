@@ -50,6 +50,7 @@ NUMBER_BOUNDS: dict[str, tuple[float, float, str]] = {
     "target_masks": (1, math.inf, "a whole number of images, 1 or more"),
     "torch_threads": (0, math.inf, "0 (torch's default) or a positive number of threads"),
     "accept_dsc": (0.0, 1.0, "a Dice score from 0 to 1"),
+    "double_read_share": (0.0, 1.0, "a share from 0 to 1 (0.1: one task in ten)"),
     "max_image_pixels": (1, math.inf, "a whole number of pixels, 1 or more"),
     "min_image_side_px": (1, math.inf, "a whole number of pixels, 1 or more"),
 }
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
 
     round_size: int = 500
     target_masks: int = 3000
+    double_read_share: float = 0.10  # of RA review tasks, read by two RAs (with a team; see workflows.double_read)
     accept_dsc: float = 0.95  # the simulator's RA accepts a prediction at or above this DSC
 
     def __repr_args__(self):  # secrets never reach a log line or a traceback through repr()

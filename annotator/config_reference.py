@@ -33,6 +33,7 @@ DESCRIPTIONS: dict[str, str] = {
     "min_image_side_px": "import refuses an image whose shorter side is under this many pixels",
     "round_size": "images per Stage II round (`round next --size` overrides it)",
     "target_masks": "Stage II masks to reach before Stage III",
+    "double_read_share": "share of RA review tasks two RAs read (Label Studio's overlap); 0 turns double reads off",
     "accept_dsc": "the simulated RA accepts a prediction at or above this Dice score",
 }
 UNSET = {"sample_data": "(found beside the checkout)", "db_url": "(SQLite in the workspace)",

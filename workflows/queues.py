@@ -4,6 +4,7 @@ keyed by annotation id and update time), so any of them can be re-run after a cr
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from annotator.progress import progress_bar, track
 from annotator.store import image_file, read_mask_by_id
 from db.engine import session_scope
 from db.models import Image, Task
+from workflows import double_read
 from workflows.decisions import SyncReport, apply_annotation
 from workflows.quarantine import apply_isolated
 
@@ -53,7 +55,8 @@ def push(session: Session, settings: Settings, ls, queue: str, progress: bool = 
                                                       Task.ls_task_id.is_(None)).order_by(Task.id)))
     if not pending:
         return {"queue": queue, "pushed": 0, "failed": {}}
-    project_id = ls.ensure_project(queue)
+    project_id = ls.ensure_project(queue, double_read_share=settings.double_read_share if queue == double_read.QUEUE
+                                   else 0.0)
     with progress_bar(f"pushing {queue} tasks", total=len(pending), enabled=progress, unit="tasks") as bar:
         result = ls.import_tasks(project_id, [_task_in(settings, session, t) for t in pending], progress=bar.advance)
     crash_point("push.after_import")
@@ -101,13 +104,19 @@ def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, 
     for project_id in sorted(project_ids):
         by_task = {t.ls_task_id: t for t in session.scalars(select(Task).where(Task.ls_project_id == project_id,
                                                                                 Task.queue == queue))}
-        annotations = each_persons_latest(ls.fetch_annotations(project_id))
+        annotations, pairs = each_persons_latest(ls.fetch_annotations(project_id)), []
+        if queue == double_read.QUEUE:
+            annotations, pairs = double_read.split(session, by_task, double_read.task_overlaps(ls, project_id),
+                                                   annotations, report)
         for annotation in track(annotations, f"syncing {queue}", enabled=progress, unit="annotations"):
             task = by_task.get(annotation.ls_task_id)
             if task is None:
                 continue  # a task someone added by hand in Label Studio: not ours
             apply_isolated(session, settings, task, annotation, apply, report)
             crash_point("sync.after_decision")
+        for first, second in pairs:  # two RAs' readings of one task, applied together
+            apply_isolated(session, settings, by_task[first.ls_task_id], first,
+                           functools.partial(double_read.apply_pair, second=second), report)
 
 
 def push_queue(settings: Settings, ls, queue: str, progress: bool = True) -> dict:

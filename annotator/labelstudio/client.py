@@ -89,15 +89,21 @@ class LabelStudio(Transport):
     def project_title(queue: QueueSpec, round_key: str | None) -> str:
         return f"{TITLE_PREFIX} · {queue.title}" + (f" · {round_key}" if round_key else "")
 
-    def ensure_project(self, queue: str, *, round_key: str | None = None) -> int:
-        """The project of a queue (and round), created with its label config and local storage if missing."""
+    def ensure_project(self, queue: str, *, round_key: str | None = None, double_read_share: float = 0.0) -> int:
+        """The project of a queue (and round), created with its label config and local storage if missing.
+        ``double_read_share`` > 0: that share of its tasks wants two annotations (Label Studio's overlap)."""
         spec = get_queue(queue)
         title = self.project_title(spec, round_key)
+        overlap = {"maximum_annotations": 2 if double_read_share > 0 else 1,
+                   "overlap_cohort_percentage": round(100 * double_read_share) if double_read_share > 0 else 100}
         found = [p for p in self.list_projects() if p["title"] == title]
         if found:
             project = found[0]
+            change = {k: v for k, v in overlap.items() if project.get(k) != v}
             if project.get("label_config", "").strip() != spec.label_config.strip():
-                self.request("PATCH", f"/api/projects/{project['id']}", json={"label_config": spec.label_config})
+                change["label_config"] = spec.label_config
+            if change:
+                self.request("PATCH", f"/api/projects/{project['id']}", json=change)
         else:
             project = self.create_once(
                 "/api/projects",
@@ -106,7 +112,7 @@ class LabelStudio(Transport):
                     "description": f"{spec.title} ({spec.role}); made by cxr-annotator, queue {spec.name}",
                     "label_config": spec.label_config,
                     "show_collab_predictions": True,
-                    "maximum_annotations": 1,
+                    **overlap,
                     "sampling": "Sequential sampling",
                     "show_skip_button": False,
                     "enable_empty_annotation": True,

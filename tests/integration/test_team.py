@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory, sample_data, campaign_tools):
-    """A workspace with four pool images, its own Label Studio, and a team of ra1, ra2 (RAs) and md1 (MD),
+    """A workspace with six pool images, its own Label Studio, and a team of ra1, ra2 (RAs) and md1 (MD),
     each with a Label Studio client logged in with their own personal access token."""
     pytest.importorskip("label_studio", reason="needs the label-studio package")
     from annotator.ingest.importer import import_collection
@@ -39,7 +39,7 @@ def team(tmp_path_factory, sample_data, campaign_tools):
     from annotator.workspace import init_workspace
 
     root = tmp_path_factory.mktemp("team")
-    subset = campaign_tools[0](sample_data, root / "collection", n_seed=0, n_pool=4)
+    subset = campaign_tools[0](sample_data, root / "collection", n_seed=0, n_pool=6)
     port = free_port()
     init_workspace(load_settings(workspace=root / "ws", labelstudio_port=port))
     settings = load_settings(workspace=root / "ws", labelstudio_port=port)  # with the secrets init made
@@ -65,7 +65,7 @@ def _task(settings, admin, queue: str, events: tuple[str, ...], payload_extra: d
     with session_scope(settings.database_url) as session:
         round_ = session.scalar(select(Round).where(Round.stage == 2, Round.number == 1))
         if round_ is None:
-            round_ = Round(stage=2, number=1, size=4, strategy="random", model_version="seed-as-prediction")
+            round_ = Round(stage=2, number=1, size=6, strategy="random", model_version="seed-as-prediction")
             session.add(round_)
             session.flush()
         image = session.scalars(select(Image).where(Image.state == "pool").order_by(Image.id)).first()
@@ -159,3 +159,51 @@ def test_an_account_outside_the_team_is_refused(team):
     assert (row.actor, row.refused, row.role) == (settings.labelstudio_username, True, "RA")
     with session_scope(settings.database_url, write=False) as session:
         assert session.get(Task, task_id).status == "open"
+
+
+def test_double_reads_wait_for_two_ras_then_agree_or_go_to_the_md_queue(team):
+    import numpy as np
+
+    from workflows.team_report import campaign_status
+
+    settings, admin, people, clients = team
+    both = settings.model_copy(update={"double_read_share": 1.0})  # every task read twice
+    agree_id, agree_ls = _task(both, admin, "ra_review", ("predict",))
+    split_id, split_ls = _task(both, admin, "ra_review", ("predict",))
+    mask = _ref_mask(settings, agree_id)
+    for task_id, ls_task_id in ((agree_id, agree_ls), (split_id, split_ls)):
+        submit_annotation(clients["ra1"], ls_task_id, "ra_review", "accept", mask=_ref_mask(settings, task_id))
+    first = sync_queues(both, admin, ("ra_review",), progress=False)
+    assert first["awaiting_second_read"] == 2 and first["recorded"] == {}
+    assert _rows(settings, agree_id) == [] and _rows(settings, split_id) == []
+
+    submit_annotation(clients["ra2"], agree_ls, "ra_review", "accept", mask=mask)
+    split_mask = _ref_mask(settings, split_id)
+    shifted = np.roll(split_mask, split_mask.shape[1] // 6, axis=1)
+    a, b = split_mask > 0, shifted > 0
+    hand_dsc = 2 * int((a & b).sum()) / (int(a.sum()) + int(b.sum()))
+    assert hand_dsc < 0.9
+    submit_annotation(clients["ra2"], split_ls, "ra_review", "reject", mask=shifted)
+    second = sync_queues(both, admin, ("ra_review",), progress=False)
+    assert second["recorded"] == {"ra_review:accept": 1, "ra_review:double_read_agreed": 1,
+                                  "ra_review:double_read_disagreed": 1}
+    assert second["new_tasks"] == {"md_advice": 1} and second["awaiting_second_read"] == 0
+
+    ra1, ra2 = people["ra1"][0], people["ra2"][0]
+    agreed = _rows(settings, agree_id)
+    assert [(r.actor, r.decision, r.valid, r.pair_dsc) for r in agreed] == [(ra1, "accept", True, 1.0),
+                                                                             (ra2, "accept", True, 1.0)]
+    split_rows = _rows(settings, split_id)
+    assert [(r.actor, r.decision) for r in split_rows] == [(ra1, "accept"), (ra2, "reject")]
+    assert all(r.pair_dsc == pytest.approx(hand_dsc, abs=1e-9) for r in split_rows)
+    with session_scope(settings.database_url, write=False) as session:
+        assert session.get(Image, agreed[0].image_id).state == "accepted"
+        assert session.get(Image, split_rows[0].image_id).state == "unsure"
+        md_task = session.scalars(select(Task).where(Task.queue == "md_advice",
+                                                     Task.image_id == split_rows[0].image_id)).one()
+        assert md_task.payload["ra_case"].startswith(f"two RAs disagree: {ra1} accept, {ra2} reject, masks DSC")
+        report = campaign_status(session)
+    # by hand: RA one [accept, accept], RA two [accept, reject]: observed 1/2, chance (2*1)/4 -> kappa 0
+    assert report["agreement"]["pairs"] == 2 and report["agreement"]["kappa"] == 0.0
+    assert report["agreement"]["dsc"] == pytest.approx((1.0 + hand_dsc) / 2, abs=1e-4)
+    assert sync_queues(both, admin, ("ra_review",), progress=False)["recorded"] == {}  # nothing applied twice
