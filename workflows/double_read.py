@@ -32,6 +32,11 @@ from workflows.people import attribute, has_team
 QUEUE = Queue.RA_REVIEW
 
 
+def share(session: Session, settings: Settings, queue: str) -> float:
+    """The share of ``queue``'s tasks to read twice: ``double_read_share`` for RA review with a team, else 0."""
+    return settings.double_read_share if queue == QUEUE and has_team(session) else 0.0
+
+
 def task_overlaps(ls, project_id: int) -> dict[int, int]:
     """ls_task_id -> how many annotations Label Studio wants on it (its overlap)."""
     return {int(t["id"]): int(t.get("overlap") or 1) for t in ls.iter_tasks(project_id, fields="all")}
@@ -59,12 +64,13 @@ def readers(session: Session, annotations: list) -> list:
     return sorted(allowed, key=lambda a: (str(a.updated_at or ""), a.ls_annotation_id))
 
 
-def split(session: Session, tasks: dict[int, Task], overlaps: dict[int, int], annotations: list,
+def split(session: Session, ls, project_id: int, tasks: dict[int, Task], annotations: list,
           report) -> tuple[list, list]:
     """(annotations to apply one by one, pairs to apply together); a double-read task with one reader so
     far waits (``report.awaiting_second_read``). Without a team every annotation goes one by one."""
     if not has_team(session):
         return annotations, []
+    overlaps = task_overlaps(ls, project_id)
     by_task: dict[int, list] = {}
     for a in annotations:
         by_task.setdefault(a.ls_task_id, []).append(a)

@@ -55,8 +55,7 @@ def push(session: Session, settings: Settings, ls, queue: str, progress: bool = 
                                                       Task.ls_task_id.is_(None)).order_by(Task.id)))
     if not pending:
         return {"queue": queue, "pushed": 0, "failed": {}}
-    project_id = ls.ensure_project(queue, double_read_share=settings.double_read_share if queue == double_read.QUEUE
-                                   else 0.0)
+    project_id = ls.ensure_project(queue, double_read_share=double_read.share(session, settings, queue))
     with progress_bar(f"pushing {queue} tasks", total=len(pending), enabled=progress, unit="tasks") as bar:
         result = ls.import_tasks(project_id, [_task_in(settings, session, t) for t in pending], progress=bar.advance)
     crash_point("push.after_import")
@@ -106,8 +105,7 @@ def sync(session: Session, settings: Settings, ls, queue: str, apply: Callable, 
                                                                                 Task.queue == queue))}
         annotations, pairs = each_persons_latest(ls.fetch_annotations(project_id)), []
         if queue == double_read.QUEUE:
-            annotations, pairs = double_read.split(session, by_task, double_read.task_overlaps(ls, project_id),
-                                                   annotations, report)
+            annotations, pairs = double_read.split(session, ls, project_id, by_task, annotations, report)
         for annotation in track(annotations, f"syncing {queue}", enabled=progress, unit="annotations"):
             task = by_task.get(annotation.ls_task_id)
             if task is None:
