@@ -55,7 +55,7 @@ def campaign_status(session: Session) -> dict:
 
 def write_team_png(report: dict, path: Path) -> Path:
     """Per-person decisions by kind (stacked bars) and kappa / DSC of double reads per round."""
-    from annotator.evaluation.plots import _pyplot
+    from annotator.evaluation.plots import _pyplot, save_png
 
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -80,8 +80,4 @@ def write_team_png(report: dict, path: Path) -> Path:
     right.set_title("agreement of double reads")
     right.legend(fontsize=8)
     fig.suptitle(f"refused decisions: {report['refused_count']}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)

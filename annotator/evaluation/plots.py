@@ -17,6 +17,15 @@ def _pyplot():
     return plt
 
 
+def save_png(fig, path: Path, dpi: int | None = None) -> Path:
+    """Lay the figure out, write it to ``path`` (its folder made), free it; returns the path."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, **({"dpi": dpi} if dpi else {}))
+    _pyplot().close(fig)
+    return path
+
+
 def plot_roc(curves: dict[str, dict], path: Path, title: str) -> Path:
     """curves: evaluation.roc.one_vs_rest output."""
     plt = _pyplot()
@@ -28,11 +37,7 @@ def plot_roc(curves: dict[str, dict], path: Path, title: str) -> Path:
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
@@ -51,11 +56,7 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path
     ax.set_xticks(range(k), class_names, rotation=30, ha="right")
     ax.set_yticks(range(k), class_names)
     ax.set(xlabel="predicted", ylabel="true", title=f"{title} (n={int(cm.sum())})")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_scatter(x: Sequence[float], y: Sequence[float], path: Path, xlabel: str, ylabel: str, title: str) -> Path:
@@ -63,8 +64,4 @@ def plot_scatter(x: Sequence[float], y: Sequence[float], path: Path, xlabel: str
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     ax.scatter(x, y, s=12)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
