@@ -256,3 +256,20 @@ def dropping_proxy(ls_server):
     for proxy in servers:
         proxy.shutdown()
         proxy.server_close()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, headless (skips, saying why, without them)."""
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip)")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"the browser test needs Debian's chromium at {CHROMIUM}: run scripts/install_system.sh")
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

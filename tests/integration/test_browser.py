@@ -16,7 +16,6 @@ from annotator.labelstudio.tasks import TaskIn
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT_COPY = Path("/tmp/ls_screenshot.png")  # for a person to look at; the test's own copy is in tmp_path
 
 
@@ -27,19 +26,6 @@ def _green_share(png: Path) -> float:
     bgr = cv2.imread(str(png))
     b, g, r = (bgr[:, :, i].astype(int) for i in range(3))
     return float(np.mean((g > 150) & (g - r > 60) & (g - b > 60)))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip)")
-    if not CHROMIUM.is_file():
-        pytest.skip(f"the browser test needs Debian's chromium at {CHROMIUM}: run scripts/install_system.sh")
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_ra_rejects_and_paints_in_the_browser(ls_settings, ls_server, stored_images, browser, tmp_path):

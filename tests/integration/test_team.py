@@ -31,15 +31,16 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory, sample_data, campaign_tools):
-    """A workspace with six pool images, its own Label Studio, and a team of ra1, ra2 (RAs) and md1 (MD),
-    each with a Label Studio client logged in with their own personal access token."""
+    """A workspace with eight pool images, its own Label Studio, and a team of ra1, ra2 (RAs) and md1 (MD):
+    (e-mail, Label Studio user id, first password) each, and a client logged in with their own personal
+    access token."""
     pytest.importorskip("label_studio", reason="needs the label-studio package")
     from annotator.ingest.importer import import_collection
     from annotator.labelstudio.server import start_server, stop_server
     from annotator.workspace import init_workspace
 
     root = tmp_path_factory.mktemp("team")
-    subset = campaign_tools[0](sample_data, root / "collection", n_seed=0, n_pool=6)
+    subset = campaign_tools[0](sample_data, root / "collection", n_seed=0, n_pool=8)
     port = free_port()
     init_workspace(load_settings(workspace=root / "ws", labelstudio_port=port))
     settings = load_settings(workspace=root / "ws", labelstudio_port=port)  # with the secrets init made
@@ -52,7 +53,7 @@ def team(tmp_path_factory, sample_data, campaign_tools):
         with session_scope(settings.database_url) as session:
             for who, role in (("ra1", "ra"), ("ra2", "ra"), ("md1", "md")):
                 added = add_person(session, admin, f"{who}-{uuid.uuid4().hex[:6]}@example.org", role)
-                people[who] = (added.person.email, added.person.ls_user_id)
+                people[who] = (added.person.email, added.person.ls_user_id, added.password)
                 token = login_token(settings.labelstudio_base_url, added.person.email, added.password)
                 clients[who] = LabelStudio(settings.model_copy(update={"labelstudio_token": token}))
         yield settings, admin, people, clients
@@ -65,7 +66,7 @@ def _task(settings, admin, queue: str, events: tuple[str, ...], payload_extra: d
     with session_scope(settings.database_url) as session:
         round_ = session.scalar(select(Round).where(Round.stage == 2, Round.number == 1))
         if round_ is None:
-            round_ = Round(stage=2, number=1, size=6, strategy="random", model_version="seed-as-prediction")
+            round_ = Round(stage=2, number=1, size=8, strategy="random", model_version="seed-as-prediction")
             session.add(round_)
             session.flush()
         image = session.scalars(select(Image).where(Image.state == "pool").order_by(Image.id)).first()
@@ -104,7 +105,7 @@ def test_an_ras_decision_is_attributed_to_that_ra(team):
     report = sync_queues(settings, admin, ("ra_review",), progress=False)
     assert report["recorded"] == {"ra_review:accept": 1} and report["refused"] == []
     (row,) = _rows(settings, task_id)
-    email, uid = people["ra1"]
+    email, uid, _password = people["ra1"]
     assert (row.actor, row.role, row.ls_user_id, row.valid, row.refused, row.lead_time_s) == (email, "RA", uid, True,
                                                                                               False, 7.5)
     with session_scope(settings.database_url, write=False) as session:
@@ -207,3 +208,41 @@ def test_double_reads_wait_for_two_ras_then_agree_or_go_to_the_md_queue(team):
     assert report["agreement"]["pairs"] == 2 and report["agreement"]["kappa"] == 0.0
     assert report["agreement"]["dsc"] == pytest.approx((1.0 + hand_dsc) / 2, abs=1e-4)
     assert sync_queues(both, admin, ("ra_review",), progress=False)["recorded"] == {}  # nothing applied twice
+
+
+def test_two_ras_each_decide_in_their_own_browser_and_the_decisions_carry_their_names(team, browser):
+    """Each RA logs in with their own e-mail and first password (their own browser context, cookies
+    apart), opens their task and accepts it; the sync attributes each decision to its RA."""
+    import time
+
+    settings, admin, people, _clients = team
+    single = settings.model_copy(update={"double_read_share": 0.0})
+    tasks = {who: _task(single, admin, "ra_review", ("predict",)) for who in ("ra1", "ra2")}
+    with session_scope(settings.database_url, write=False) as session:
+        project_id = session.get(Task, tasks["ra1"][0]).ls_project_id
+    for who, (_task_id, ls_task_id) in tasks.items():
+        email, _uid, password = people[who]
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{settings.labelstudio_base_url}/user/login")
+        page.fill("input[name=email]", email)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/user/login" not in url)
+        page.goto(f"{settings.labelstudio_base_url}/projects/{project_id}/data?task={ls_task_id}")
+        page.locator(".konvajs-content").first.wait_for()
+        page.locator("label", has_text="accept").first.click()
+        page.get_by_role("button", name="Submit").click()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(a.ls_task_id == ls_task_id
+                                                       for a in admin.fetch_annotations(project_id)):
+            time.sleep(0.5)
+        context.close()
+    report = sync_queues(single, admin, ("ra_review",), progress=False)
+    assert report["recorded"].get("ra_review:accept") == 2, report
+    for who, (task_id, _ls_task_id) in tasks.items():
+        (row,) = _rows(settings, task_id)
+        assert (row.actor, row.ls_user_id, row.role, row.decision, row.refused) == (people[who][0], people[who][1],
+                                                                                    "RA", "accept", False)
+        assert row.lead_time_s is not None and row.lead_time_s > 0
