@@ -57,8 +57,10 @@ def get_person(session: Session, email: str) -> Person:
     return person
 
 
-def add_person(session: Session, ls, email: str, role: str, name: str | None = None) -> Added:
-    """Add a person with their own Label Studio account; adding the same person again changes nothing."""
+def add_person(session: Session, ls, email: str, role: str, name: str | None = None, *,
+               password: str | None = None) -> Added:
+    """Add a person with their own Label Studio account (a random first password, or ``password``: the
+    simulator's people); adding the same person again changes nothing."""
     email, role = parse_email(email), parse_role(role)
     name = name.strip()[:128] if name and name.strip() else None
     person = find_person(session, email)
@@ -79,7 +81,7 @@ def add_person(session: Session, ls, email: str, role: str, name: str | None = N
         message = (f"{email} added as {role}, linked to their existing Label Studio account (user {ls_user_id}); "
                    "they log in with the password set there")
     else:
-        ls_user_id, password = create_account(ls, email, name=name)
+        ls_user_id, password = create_account(ls, email, name=name, password=password)
         message = f"{email} added as {role} with a new Label Studio account (user {ls_user_id})"
     taken = session.scalar(select(Person).where(Person.ls_user_id == ls_user_id))
     if taken is not None:

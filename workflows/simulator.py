@@ -24,6 +24,7 @@ class SimulationPolicy:
     edit_s_per_share: float = 240.0  # seconds to redraw a whole lung field
     md_advice_s: float = 45.0
     verify_s: float = 12.0
+    edit_noise_px: int = 0  # the mask the person paints lies this many pixels off the truth (sideways)
     seed: int = 0
 
 
@@ -55,6 +56,11 @@ class ScriptedPeople:
     def _edit_time(self, pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
         return self.policy.look_s + self.policy.edit_s_per_share * min(1.0, edit_share(pred_mask, true_mask))
 
+    def _painted(self, true_mask: np.ndarray) -> np.ndarray:
+        """The mask as this person paints it: the truth, ``edit_noise_px`` off to one side."""
+        shift = self.policy.edit_noise_px
+        return np.roll(true_mask, shift, axis=1) if shift else true_mask
+
     def review(self, pred_mask: np.ndarray, true_mask: np.ndarray | None) -> Verdict:
         """An RA's Stage II review."""
         if true_mask is None:
@@ -64,7 +70,7 @@ class ScriptedPeople:
             return Verdict("accept", None, score, self._jitter(self.policy.look_s))
         if score < self.policy.unsure_dsc:
             return Verdict("unsure", None, score, self._jitter(self.policy.look_s * 2))
-        return Verdict("reject", true_mask, score, self._jitter(self._edit_time(pred_mask, true_mask)))
+        return Verdict("reject", self._painted(true_mask), score, self._jitter(self._edit_time(pred_mask, true_mask)))
 
     def advise(self, pred_mask: np.ndarray, true_mask: np.ndarray | None) -> Verdict:
         """An MD's advice on an unsure case."""
@@ -76,7 +82,8 @@ class ScriptedPeople:
         """The RA adjusts the mask following the MD's advice (keeps it when there is no reference)."""
         if true_mask is None:
             return Verdict("adjust", pred_mask, float("nan"), self._jitter(self.policy.look_s))
-        return Verdict("adjust", true_mask, dice(pred_mask, true_mask), self._jitter(self._edit_time(pred_mask, true_mask)))
+        return Verdict("adjust", self._painted(true_mask), dice(pred_mask, true_mask),
+                       self._jitter(self._edit_time(pred_mask, true_mask)))
 
     def select(self, candidate_masks: list[np.ndarray], true_mask: np.ndarray | None) -> Verdict:
         """Stage III: pick the network closest to the truth (m1..m6) or deny when none passes."""

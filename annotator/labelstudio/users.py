@@ -59,12 +59,13 @@ def _form_errors(page: str) -> str:
     return "; ".join(lines) or "the form was refused"
 
 
-def create_account(ls, email: str, *, name: str | None = None) -> tuple[int, str]:
-    """Sign ``email`` up through the organisation's invite link with a random first password; returns
-    (ls_user_id, password). The password is not kept anywhere: show it once."""
+def create_account(ls, email: str, *, name: str | None = None, password: str | None = None) -> tuple[int, str]:
+    """Sign ``email`` up through the organisation's invite link with a random first password (or the one
+    given: the simulator's accounts); returns (ls_user_id, password). The password is not kept anywhere:
+    show it once."""
     invite = ls.request("GET", "/api/invite")
     url = f"{ls.url}/user/signup/?token={invite['token']}"
-    password = secrets.token_urlsafe(FIRST_PASSWORD_BYTES)
+    password = password or secrets.token_urlsafe(FIRST_PASSWORD_BYTES)
     with requests.Session() as browser:
         try:
             resp = _form(browser, url, {"email": email, "password": password, "allow_newsletters": ""}, ls.timeout_s)
@@ -101,18 +102,35 @@ def deactivate_account(ls, ls_user_id: int) -> bool:
     return True
 
 
+def _login(browser: requests.Session, base_url: str, email: str, password: str, timeout_s: float) -> str:
+    """Log ``browser`` in as the person; returns the CSRF token its API calls send."""
+    resp = _form(browser, f"{base_url}/user/login/", {"email": email, "password": password}, timeout_s)
+    if resp.status_code != 302:
+        raise LabelStudioError(f"Label Studio refused the login of {email}: {_form_errors(resp.text)}")
+    return browser.cookies.get("csrftoken", "")
+
+
 def login_token(base_url: str, email: str, password: str, *, timeout_s: float = 30.0) -> str:
     """Log in as a person and make their personal access token (a JWT refresh token); their token when
     they already have one cannot be read back, so that is an error saying so."""
     base_url = base_url.rstrip("/")
     with requests.Session() as browser:
-        resp = _form(browser, f"{base_url}/user/login/", {"email": email, "password": password}, timeout_s)
-        if resp.status_code != 302:
-            raise LabelStudioError(f"Label Studio refused the login of {email}: {_form_errors(resp.text)}")
-        csrf = browser.cookies.get("csrftoken", "")
+        csrf = _login(browser, base_url, email, password, timeout_s)
         made = browser.post(f"{base_url}/api/token/", headers={"X-CSRFToken": csrf, "Referer": base_url + "/"},
                             timeout=timeout_s)
     if made.status_code not in (200, 201):
         raise LabelStudioError(f"Label Studio made no personal access token for {email} ({made.status_code}): "
                                f"{made.text[:200]}; one exists already (revoke it on the Account & Settings page)")
     return made.json()["token"]
+
+
+def legacy_token(base_url: str, email: str, password: str, *, timeout_s: float = 30.0) -> str:
+    """Log in as a person and read their legacy API token (the same at every call; a server that allows
+    legacy tokens, as ours does)."""
+    base_url = base_url.rstrip("/")
+    with requests.Session() as browser:
+        _login(browser, base_url, email, password, timeout_s)
+        resp = browser.get(f"{base_url}/api/current-user/token", timeout=timeout_s)
+    if resp.status_code != 200:
+        raise LabelStudioError(f"Label Studio gave no legacy token for {email} ({resp.status_code}): {resp.text[:200]}")
+    return resp.json()["token"]
