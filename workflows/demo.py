@@ -36,6 +36,8 @@ from workflows.stage1 import run_stage1
 from workflows.stage2 import close_round, next_round, open_round, stage2_mask_count, undecided
 from workflows.stage3 import close_stage3, run_stage3, stage3_round
 from workflows.stage4 import finish, sample
+from workflows.team_report import write_team_report
+from workflows.team_sim import ScriptedTeam, ensure_team
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ def start_backend(settings: Settings) -> subprocess.Popen | None:
 
 
 def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, preset: str = "demo",
-             serve: bool = True, say: Callable[[str], None] = print, seed: int = 0) -> dict:
+             serve: bool = True, say: Callable[[str], None] = print, seed: int = 0, team: bool = True) -> dict:
     started = time.monotonic()
     data = settings.sample_data_path
     if data is None:
@@ -128,6 +130,10 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
     ls = LabelStudio(settings)
     say(f"  {info.url} (user {settings.labelstudio_username}; password: `annotator labelstudio credentials`)")
     lap("labelstudio", t0)
+    if team:  # `people add` for each simulated person; each then works with their own account and token
+        with session_scope(url) as session:
+            people = ScriptedTeam(ensure_team(session, settings, ls, seed=seed))
+        say("  team: " + ", ".join(f"{m.email} ({m.role})" for m in people.members))
 
     say(f"== Stage I: three U-Net variants, preset {preset}")  # `stage1 run`
     t0 = time.monotonic()
@@ -203,7 +209,14 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
             "minutes": round(total / 60, 1), "timings (s)": timings,
             "working network": working_model(session).model_version,
         })
+        team_report = write_team_report(session, settings.reports_path / "campaign")
     say(f"== export: {exported.images} images to {exported.out_path}")
+    for p in team_report["people"]:
+        say(f"  {p['role']} {p['email']}: {p['total']} decisions {p['decisions']}, median {p['median_lead_s']} s, "
+            f"accepted unedited {p['accepted_unedited_share']}, refused {p['refused']}")
+    agreement = team_report["agreement"]
+    say(f"  double reads: {agreement['pairs']} pair(s), kappa {agreement['kappa']}, DSC {agreement['dsc']}; "
+        f"refused decisions: {team_report['refused_count']}")
     say(f"== report: {report['markdown']} and {report['png']}")
     if serve:
         say(f"Label Studio keeps serving at {info.url} (user {settings.labelstudio_username}; password: "
@@ -212,4 +225,5 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
         stop_server(settings)
         if backend is not None:
             backend.terminate()
-    return {"report": report, "splits": splits, "replayed": replayed, "minutes": total / 60, "timings": timings}
+    return {"report": report, "splits": splits, "replayed": replayed, "minutes": total / 60, "timings": timings,
+            "team": team_report}

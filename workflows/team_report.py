@@ -81,3 +81,37 @@ def write_team_png(report: dict, path: Path) -> Path:
     right.legend(fontsize=8)
     fig.suptitle(f"refused decisions: {report['refused_count']}")
     return save_png(fig, path, dpi=100)
+
+
+def team_markdown(report: dict) -> list[str]:
+    """The team's section of a Markdown report: per person, agreement per round, refused decisions."""
+    def cell(value) -> str:
+        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+    lines = ["## The team", "", "| person | role | decisions | median lead (s) | accepted unedited | masks | refused |",
+             "|---|---|---|---|---|---|---|"]
+    for p in report["people"]:
+        kinds = ", ".join(f"{k} {n}" for k, n in p["decisions"].items()) or "-"
+        lines.append(f"| {p['email']} | {p['role']} | {kinds} | {cell(p['median_lead_s'])} | "
+                     f"{cell(p['accepted_unedited_share'])} | {p['masks_made']} | {p['refused']} |")
+    a = report["agreement"]
+    lines += ["", f"Agreement of double reads: {a['pairs']} pair(s), Cohen's kappa {cell(a['kappa'])}, mean DSC "
+                  f"{cell(a['dsc'])}", "", "| round id | pairs | kappa | DSC |", "|---|---|---|---|"]
+    lines += [f"| {r['round_id']} | {r['pairs']} | {cell(r['kappa'])} | {cell(r['dsc'])} |" for r in a["rounds"]]
+    lines += ["", f"Refused decisions: {report['refused_count']}"]
+    lines += [f"- image {r['image_id']} ({r['queue']}) by {r['actor']}: {r['reason']}" for r in report["refused"]]
+    return lines
+
+
+def write_team_report(session: Session, out_dir: Path) -> dict:
+    """team.json and team.png in ``out_dir``, and the team's section appended to its campaign.md."""
+    import json
+
+    report = campaign_status(session)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report["png"] = str(write_team_png(report, out_dir / "team.png"))
+    (out_dir / "team.json").write_text(json.dumps(report, indent=2, default=str))
+    markdown = out_dir / "campaign.md"
+    if markdown.exists():
+        markdown.write_text(markdown.read_text() + "\n" + "\n".join(team_markdown(report)) + "\n")
+    return report

@@ -50,6 +50,7 @@ class Member:
     role: str
     people: ScriptedPeople
     ls: object  # a LabelStudio client logged in as this person
+    ls_user_id: int | None = None
 
 
 def simulated_password(settings: Settings, email: str) -> str:
@@ -67,13 +68,14 @@ def ensure_team(session: Session, settings: Settings, ls, *, seed: int = 0,
     for i, profile in enumerate(profiles):
         email = f"{profile.name}@{TEAM_DOMAIN}"
         password = simulated_password(settings, email)
-        add_person(session, ls, email, profile.role, name=profile.name, password=password)
+        added = add_person(session, ls, email, profile.role, name=profile.name, password=password)
         token = legacy_token(settings.labelstudio_base_url, email, password)
         policy = SimulationPolicy(accept_dsc=profile.accept_dsc, look_s=6.0 * profile.speed,
                                   edit_s_per_share=240.0 * profile.speed, md_advice_s=45.0 * profile.speed,
                                   verify_s=12.0 * profile.speed, edit_noise_px=profile.edit_noise_px, seed=seed + i)
         members.append(Member(email, profile.role, ScriptedPeople(policy),
-                              LabelStudio(settings.model_copy(update={"labelstudio_token": token}))))
+                              LabelStudio(settings.model_copy(update={"labelstudio_token": token})),
+                              added.person.ls_user_id))
     return members
 
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory, sample_data, campaign_tools):
-    """A workspace with eight pool images, its own Label Studio, and a team of ra1, ra2 (RAs) and md1 (MD):
+    """A workspace with ten pool images, its own Label Studio, and a team of ra1, ra2 (RAs) and md1 (MD):
     (e-mail, Label Studio user id, first password) each, and a client logged in with their own personal
     access token."""
     pytest.importorskip("label_studio", reason="needs the label-studio package")
@@ -40,7 +40,7 @@ def team(tmp_path_factory, sample_data, campaign_tools):
     from annotator.workspace import init_workspace
 
     root = tmp_path_factory.mktemp("team")
-    subset = campaign_tools[0](sample_data, root / "collection", n_seed=0, n_pool=8)
+    subset = campaign_tools[0](sample_data, root / "collection", n_seed=0, n_pool=10)
     port = free_port()
     init_workspace(load_settings(workspace=root / "ws", labelstudio_port=port))
     settings = load_settings(workspace=root / "ws", labelstudio_port=port)  # with the secrets init made
@@ -66,7 +66,7 @@ def _task(settings, admin, queue: str, events: tuple[str, ...], payload_extra: d
     with session_scope(settings.database_url) as session:
         round_ = session.scalar(select(Round).where(Round.stage == 2, Round.number == 1))
         if round_ is None:
-            round_ = Round(stage=2, number=1, size=8, strategy="random", model_version="seed-as-prediction")
+            round_ = Round(stage=2, number=1, size=10, strategy="random", model_version="seed-as-prediction")
             session.add(round_)
             session.flush()
         image = session.scalars(select(Image).where(Image.state == "pool").order_by(Image.id)).first()
@@ -246,3 +246,29 @@ def test_two_ras_each_decide_in_their_own_browser_and_the_decisions_carry_their_
         assert (row.actor, row.ls_user_id, row.role, row.decision, row.refused) == (people[who][0], people[who][1],
                                                                                     "RA", "accept", False)
         assert row.lead_time_s is not None and row.lead_time_s > 0
+
+
+def test_the_simulated_team_works_with_its_own_accounts_and_one_scripted_ra_is_refused(team):
+    from workflows.campaign import act
+    from workflows.team_sim import PROFILES, ScriptedTeam, ensure_team
+
+    settings, admin, _people, _clients = team
+    with session_scope(settings.database_url) as session:
+        members = ensure_team(session, settings, admin, seed=0)
+    with session_scope(settings.database_url) as session:  # a second run finds them: nothing added twice
+        again = ensure_team(session, settings, admin, seed=0)
+    assert [m.ls_user_id for m in again] == [m.ls_user_id for m in members] and len(members) == len(PROFILES)
+    assert len({m.ls_user_id for m in members}) == len(PROFILES)
+    task_id, _ls_task_id = _task(settings, admin, "md_advice", ("predict", "doubt"), {"ra_case": "unsure"})
+    with session_scope(settings.database_url) as session:
+        open_tasks = list(session.scalars(select(Task.id).where(Task.queue == "md_advice", Task.status == "open")))
+        acted = act(session, settings, admin, "md_advice", ScriptedTeam(members))
+    assert task_id in open_tasks  # with the one the double reads sent, if that test ran first
+    assert acted.acted == {"adjust": len(open_tasks) + 1}  # once the scripted RA first, then an MD on each
+    report = sync_queues(settings, admin, ("md_advice",), progress=False)
+    assert report["recorded"] == {"md_advice:adjust": len(open_tasks)} and len(report["refused"]) == 1
+    rows = _rows(settings, min(open_tasks))
+    assert [(r.actor, r.role, r.refused) for r in rows] == [("ra-ana@team.cxr-annotator.local", "RA", True),
+                                                            ("md-dora@team.cxr-annotator.local", "MD", False)]
+    with session_scope(settings.database_url, write=False) as session:
+        assert {session.get(Task, t).status for t in open_tasks} == {"done"}
