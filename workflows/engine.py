@@ -12,8 +12,13 @@ from workflows import protocol
 
 def move(session: Session, image: Image, event: str, *, actor: str, role: str, round_id: int | None = None,
          model_version: str | None = None) -> Transition:
-    """Apply ``event`` to ``image``: check it, change the state column, append the history row."""
+    """Apply ``event`` to ``image``: check it (legal from the image's state, and ``role`` one of those the
+    event admits), change the state column, append the history row."""
     target = protocol.next_state(image.state, event, image.id)
+    allowed = protocol.get_event(event).roles
+    if role not in allowed:
+        raise ProtocolError(f"image {image.id} ({image.state}): {actor} as {role} may not cause {event!r}; only "
+                            f"{' or '.join(sorted(allowed))} may")
     row = Transition(image_id=image.id, event=event, from_state=image.state, to_state=target, actor=actor,
                      role=role, round_id=round_id, model_version=model_version)
     image.state = target

@@ -106,8 +106,9 @@ def test_each_handler_on_a_real_workspace(key, workspace, real_item):
         round_ = Round(stage=2, number=1, size=1, strategy="stratified", status="open")
         session.add(round_)
         session.flush()
-        for event in REACH[queue]:
-            engine.move(session, image, event, actor="system", role="system", round_id=round_.id)
+        for event in REACH[queue]:  # each step by a role its event admits
+            engine.move(session, image, event, actor="setup", role=sorted(protocol.get_event(event).roles)[0],
+                        round_id=round_.id)
         if queue == Queue.BEST_OF_SIX:
             rows = [add_mask(session, settings, image, "lung", masks[f"net{k}"], origin="model",
                              model_version=f"net-{k}") for k in range(1, 7)]

@@ -23,8 +23,9 @@ def test_moves_append_history_and_replay(workspace):
     url = workspace.database_url
     with session_scope(url) as session:
         image = _image(session, 1)
-        for event in ("predict", "reject", "correct", "sample", "verify"):
-            engine.move(session, image, event, actor="ra1", role="RA", model_version="unet-resnet18-abc")
+        for event, role in (("predict", "system"), ("reject", "RA"), ("correct", "RA"), ("sample", "system"),
+                            ("verify", "MD")):
+            engine.move(session, image, event, actor=f"{role.lower()}1", role=role, model_version="unet-resnet18-abc")
         image_id = image.id
     with session_scope(url) as session:  # a new session: restored from the DB
         image = session.get(Image, image_id)
@@ -34,7 +35,8 @@ def test_moves_append_history_and_replay(workspace):
             ("predict", "pool", "predicted"), ("reject", "predicted", "rejected"),
             ("correct", "rejected", "corrected"), ("sample", "corrected", "sampled"),
             ("verify", "sampled", "verified")]
-        assert {r.actor for r in rows} == {"ra1"} and rows[0].model_version == "unet-resnet18-abc"
+        assert [r.role for r in rows] == ["system", "RA", "RA", "system", "MD"]
+        assert rows[1].actor == "ra1" and rows[0].model_version == "unet-resnet18-abc"
         assert engine.replay_image(session, image) == "verified"
         assert engine.replay_all(session) == {"verified": 1}
 
@@ -47,6 +49,21 @@ def test_illegal_event_changes_nothing(workspace):
             engine.move(session, image, "verify", actor="md1", role="MD")
         assert image.state == "pool"
         assert session.scalars(select(Transition)).all() == []
+
+
+def test_an_event_by_a_role_it_does_not_admit_changes_nothing(workspace):
+    with session_scope(workspace.database_url) as session:
+        image = _image(session, 4)
+        engine.move(session, image, "predict", actor="system", role="system")
+        engine.move(session, image, "doubt", actor="ra1@x", role="RA")
+        with pytest.raises(ProtocolError, match=r"image \d+ \(unsure\): ra1@x as RA may not cause 'advise'; "
+                                                r"only MD may"):
+            engine.move(session, image, "advise", actor="ra1@x", role="RA")
+        assert image.state == "unsure"
+        for role, event in (("system", "advise"), ("MD", "reopen"), ("RA", "reopen")):
+            with pytest.raises(ProtocolError, match=f"as {role} may not cause '{event}'"):
+                engine.move(session, image, event, actor="x", role=role)
+        assert [r.event for r in engine.history(session, image.id)] == ["predict", "doubt"]
 
 
 def test_replay_catches_a_state_column_that_disagrees(workspace):
