@@ -71,7 +71,8 @@ def _verdict(settings: Settings, session: Session, queue: str, task: Task, image
     return decision, mask, text, verdict.lead_time_s
 
 
-def _workers(ls, queue: str, task: Task, people, overlaps: dict[int, int], annotated: set[int]) -> list[tuple[object, ScriptedPeople, int | None]]:
+def _workers(ls, queue: str, task: Task, people, overlaps: dict[int, int],
+             annotated: set[int]) -> list[tuple[object, ScriptedPeople, int | None]]:
     """(client, person, their Label Studio user id) of whoever works ``task``: the one operator, or the
     team's members in turn (two on a double read, and once an RA first in an MD queue, as scripted)."""
     from workflows.team_sim import ScriptedTeam

@@ -115,8 +115,9 @@ def apply_pair(session: Session, settings: Settings, task: Task, first, report, 
                         message=f"double read disagrees ({said}): to the MD queue")
         engine.move(session, image, "doubt", actor=f"{first.annotator} + {second.annotator}"[:128], role="RA",
                     round_id=task.round_id, model_version=task.model_version)
-        new_task(session, task, Queue.MD_ADVICE, {"mask_id": task.payload["mask_id"], "qc": task.payload.get("qc", ""),
-                                              "ra_case": f"two RAs disagree: {said}"}, report)
+        payload = {"mask_id": task.payload["mask_id"], "qc": task.payload.get("qc", ""),
+                   "ra_case": f"two RAs disagree: {said}"}
+        new_task(session, task, Queue.MD_ADVICE, payload, report)
         task.status = "done"
         report.count(f"{QUEUE}:double_read_disagreed")
     for decision in session.scalars(select(Decision).where(Decision.task_id == task.id,

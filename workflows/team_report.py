@@ -17,7 +17,7 @@ from workflows.agreement import agreement
 
 
 def _person_row(session: Session, person: Person) -> dict:
-    who = (Decision.ls_user_id == person.ls_user_id) if person.ls_user_id is not None else (Decision.actor == person.email)
+    who = Decision.actor == person.email if person.ls_user_id is None else Decision.ls_user_id == person.ls_user_id
     rows = list(session.execute(select(Decision.id, Decision.decision, Decision.lead_time_s, Task.queue)
                                 .join(Task, Task.id == Decision.task_id, isouter=True)
                                 .where(who, Decision.valid.is_(True), Decision.refused.is_(False))))
