@@ -150,14 +150,14 @@ def attribute(session: Session, queue: str, queue_role: str, annotation) -> Attr
         if not has_team(session):
             return Attribution(seen[:128], queue_role, uid)
         return Attribution(seen[:128], queue_role, uid,
-                           f"refused: made by {seen} (Label Studio user {uid}), who is not in the team; add them "
+                           f"made by {seen} (Label Studio user {uid}), who is not in the team; add them "
                            "with `annotator people add`, or have a member redo the task")
     if not person.active:
         return Attribution(person.email, person.role, uid,
-                           f"refused: made by {person.email}, deactivated on {person.deactivated_at:%Y-%m-%d}; a "
+                           f"made by {person.email}, deactivated on {person.deactivated_at:%Y-%m-%d}; a "
                            "member redoes the task")
     if person.role != queue_role:
         return Attribution(person.email, person.role, uid,
-                           f"refused: made by {person.email}, an {person.role}; queue {queue} takes {queue_role} "
+                           f"made by {person.email}, an {person.role}; queue {queue} takes {queue_role} "
                            "decisions only")
     return Attribution(person.email, person.role, uid)
