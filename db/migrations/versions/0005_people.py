@@ -1,16 +1,16 @@
 """people: the team's RAs and MDs, each with a Label Studio account of their own; decisions name the
 Label Studio user who made them and whether they were refused (author without the queue's role)
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02 01:50:00.000000
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
