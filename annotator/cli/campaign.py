@@ -11,7 +11,7 @@ import typer
 from annotator.cli.common import JsonFlag, console, handle_errors, workspace_session
 from workflows.team_report import campaign_status, write_team_png
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="The team's work: per person, agreement of double reads, refused decisions.")
 
 
 @app.command("status")

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from annotator.cli.common import console, err_console, handle_errors
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Show the settings, their values and where they came from.")
 
 # distribution -> how to get it when missing; read from the installed metadata, nothing is imported
 VERSIONED = {

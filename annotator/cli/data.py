@@ -19,7 +19,7 @@ from annotator.progress import progress_bar
 from annotator.workspace import init_workspace
 from db.engine import session_scope
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Import and validate image collections.")
 
 
 @app.command("import")

@@ -15,7 +15,7 @@ from annotator.credentials import SECRET_FIELDS, default_value, secrets_path
 from annotator.errors import ConfigError
 from annotator.labelstudio.server import server_status, start_server, stop_server
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Run the bundled Label Studio server.")
 
 
 @app.command()

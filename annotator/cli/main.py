@@ -95,21 +95,9 @@ def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 def _register_commands() -> None:
     """One module per group or command (``annotator/cli/<name>.py``)."""
-    for name, group, text in (
-        ("data", data.app, "Import and validate image collections."),
-        ("labelstudio", labelstudio.app, "Run the bundled Label Studio server."),
-        ("people", people.app, "The team: RAs and MDs, each with their own Label Studio account."),
-        ("stage1", stage1.app, "Stage I: train three U-Net variants on the seed masks."),
-        ("serve", serve.app, "Run the ML backend for Label Studio."),
-        ("round", round_.app, "Stage II rounds: next, sync, close, status."),
-        ("md", md.app, "The MD queue: advice on unsure cases."),
-        ("stage3", stage3.app, "Stage III: best of six networks."),
-        ("stage4", stage4.app, "Stage IV: MD verification of a stratified sample."),
-        ("campaign", campaign.app, "The team's work: per person, agreement of double reads, refused decisions."),
-        ("model", model.app, "Segmentation networks: list, train, evaluate."),
-        ("config", config.app, "Show the settings, their values and where they came from."),
-    ):
-        app.add_typer(group, name=name, help=text)
+    for group in (data, labelstudio, people, stage1, serve, round_, md, stage3, stage4, campaign, model, config):
+        # each module's Typer carries its own help text; its name is the module's
+        app.add_typer(group.app, name=group.__name__.rsplit(".", 1)[-1])
     app.command("export")(export.export)
     pipeline.register(app)
     app.command("simulate")(simulate.simulate)

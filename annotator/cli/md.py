@@ -10,7 +10,7 @@ from annotator.cli.common import JsonFlag, handle_errors, push_tasks, sync_tasks
 from annotator.cli.render import render_sync
 from annotator.labelstudio.queue import Queue
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="The MD queue: advice on unsure cases.")
 
 
 @app.command("queue")

@@ -41,7 +41,7 @@ from workflows.stage1 import (
     store_split,
 )
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Segmentation networks: list, train, evaluate.")
 
 
 def _set_threads(settings) -> None:

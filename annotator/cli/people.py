@@ -11,7 +11,8 @@ from annotator.cli.common import JsonFlag, console, handle_errors, workspace_ses
 from workflows.people import add_person, as_dict, deactivate_person, list_people
 from workflows.session import labelstudio_client
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="The team: RAs and MDs, each with their own Label Studio account.")
+ROLES = ("ra", "md")  # what --role takes (the store refuses anything else too)
 
 
 @app.command("add")
@@ -19,7 +20,7 @@ app = typer.Typer(no_args_is_help=True)
 def people_add(
     ctx: typer.Context,
     email: Annotated[str, typer.Argument(help="their e-mail: their Label Studio login")],
-    role: Annotated[str, typer.Option(help="ra (judges masks) or md (advises and verifies)")],
+    role: Annotated[str, typer.Option(help=f"{' or '.join(ROLES)}: an RA judges masks, an MD advises and verifies")],
     name: Annotated[str | None, typer.Option(help="their name, as reports show it")] = None,
     as_json: JsonFlag = False,
 ) -> None:

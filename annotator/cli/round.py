@@ -16,7 +16,7 @@ from db.models import Round
 from workflows.quarantine import outstanding, refused_open
 from workflows.stage2 import close_round, next_round
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Stage II rounds: next, sync, close, status.")
 
 
 @app.command("next")

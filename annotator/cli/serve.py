@@ -12,7 +12,7 @@ from annotator.cli.common import console, handle_errors, settings_from
 from annotator.credentials import check_bind
 from annotator.labelstudio.client import LabelStudio
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Run the ML backend for Label Studio.")
 
 
 @app.command()

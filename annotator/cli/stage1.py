@@ -12,7 +12,7 @@ from annotator.cli.common import console, handle_errors, require_workspace, sett
 from db.engine import session_scope
 from workflows.stage1 import run_stage1
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Stage I: train three U-Net variants on the seed masks.")
 
 
 @app.command()

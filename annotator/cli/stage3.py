@@ -10,7 +10,7 @@ from annotator.cli.render import render_result, render_sync
 from annotator.labelstudio.queue import Queue
 from workflows.stage3 import close_stage3, run_stage3
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Stage III: best of six networks.")
 
 
 @app.command("run")

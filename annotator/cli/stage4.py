@@ -11,7 +11,7 @@ from annotator.cli.render import render_result, render_sync
 from annotator.labelstudio.queue import Queue
 from workflows.stage4 import finish, sample
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="Stage IV: MD verification of a stratified sample.")
 
 
 @app.command("sample")
