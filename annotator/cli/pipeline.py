@@ -16,7 +16,7 @@ from annotator.cli.common import console, err_console, handle_errors, require_wo
 from annotator.imaging.io import read_image
 from annotator.ingest.layouts import get_layout
 from annotator.progress import progress_bar, track
-from annotator.recognition.config import load_pipeline_config
+from annotator.recognition.config import load_network_lists, load_pipeline_config
 from annotator.recognition.external import evaluate_collection
 from annotator.recognition.predict import CURRENT_NAME, RecognitionPredictor
 from annotator.recognition.report import write_report
@@ -34,12 +34,14 @@ def train_pipeline_command(
     ctx: typer.Context,
     preset: Annotated[str, typer.Option("--preset", help="quick (2 CPU cores, <= 40 min on the sample) | paper | tiny")] = "quick",
     config_file: Annotated[Path | None, typer.Option("--config", help="pipeline TOML overriding the preset")] = None,
+    networks: Annotated[Path | None, typer.Option("--networks", help="TOML with lung/infection/classifiers lists "
+                                                  "(and stage1) replacing the preset's networks")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="report folder (default: <workspace>/reports/recognition-<preset>)")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
 ) -> None:
     """Train the lung, infection and classification networks; evaluate; write the report folder."""
     settings = settings_from(ctx)
-    config = load_pipeline_config(preset, config_file)
+    config = load_pipeline_config(preset, config_file, **(load_network_lists(networks) if networks else {}))
     url = require_workspace(settings)
     _set_threads(settings)
     from annotator.recognition.pipeline import train_pipeline

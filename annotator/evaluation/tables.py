@@ -49,17 +49,33 @@ def percent(value: float, ci: float | None = None, n: int | None = None, min_n: 
     return text
 
 
-def classification_rows(table: Table, report: dict, class_names: Sequence[str], prefix: Sequence = ()) -> None:
-    """Add per-class rows and the weighted overall row of a metrics.classification_report to ``table``."""
+def _auc_cell(value: float | None, n: int) -> str:
+    if n < MIN_TEST_IMAGES:
+        return TOO_FEW
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def classification_rows(table: Table, report: dict, class_names: Sequence[str], prefix: Sequence = (),
+                        aucs: dict[str, float] | None = None) -> None:
+    """Add per-class rows and the weighted overall row of a metrics.classification_report to ``table``;
+    with ``aucs`` (class -> one-vs-rest ROC AUC) an AUC cell ends each row (overall: weighted by class n)."""
     for name in class_names:
         row = report["classes"][name]
-        table.add(*prefix, name, row["n"], *(percent(row[m], row[f"{m}_ci"], row["n"]) for m in CLASS_METRICS))
+        auc = [_auc_cell(aucs[name], row["n"])] if aucs is not None else []
+        table.add(*prefix, name, row["n"], *(percent(row[m], row[f"{m}_ci"], row["n"]) for m in CLASS_METRICS), *auc)
     ov = report["overall"]
-    table.add(*prefix, "overall (weighted)", ov["n"], *(percent(ov[m], ov[f"{m}_ci"], ov["n"]) for m in CLASS_METRICS))
+    auc = []
+    if aucs is not None:
+        pairs = [(aucs[c], report["classes"][c]["n"]) for c in class_names
+                 if report["classes"][c]["n"] and not math.isnan(aucs[c])]
+        weight = sum(n for _, n in pairs)
+        auc = [_auc_cell(sum(a * n for a, n in pairs) / weight if weight else float("nan"), ov["n"])]
+    table.add(*prefix, "overall (weighted)", ov["n"], *(percent(ov[m], ov[f"{m}_ci"], ov["n"]) for m in CLASS_METRICS),
+              *auc)
 
 
-def classification_columns(prefix: Sequence[str] = ()) -> list[str]:
-    return [*prefix, "class", "n", *(f"{m} %" for m in CLASS_METRICS)]
+def classification_columns(prefix: Sequence[str] = (), auc: bool = False) -> list[str]:
+    return [*prefix, "class", "n", *(f"{m} %" for m in CLASS_METRICS), *(["AUC"] if auc else [])]
 
 
 def markdown_lines(frame: pd.DataFrame) -> list[str]:

@@ -141,6 +141,7 @@ class ClassifierConfig:
     batch_size: int = 16
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4
+    max_train_s: float | None = None  # a CPU budget: training ends at the first batch past it (None: no limit)
     balance: bool = True  # class balancing by augmentation
     balance_cap: int | None = None  # top minority classes up to at most this many images
     seed: int = 0
@@ -230,6 +231,10 @@ def train_classifier(
     start = time.perf_counter()
     step = 0
     stopper = _Plateau(model, optimiser, config) if validation is not None and len(validation[0]) else None
+
+    def over_budget() -> bool:
+        return config.max_train_s is not None and time.perf_counter() - start > config.max_train_s
+
     model.train()
     for epoch in range(config.epochs):
         order = rng.permutation(len(plan))
@@ -251,12 +256,17 @@ def train_classifier(
             step += 1
             if progress:
                 progress(step, total)
+            if over_budget():  # a shared CPU can make one epoch outlast the budget: end mid-epoch
+                break
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1), "images": seen})
         if stopper is not None:
             history[-1].update(stopper.score(epoch + 1, *validation))
             model.train()
         log.info("%s epoch %d: %s", config.key, epoch + 1, history[-1])
         if stopper is not None and stopper.exhausted:
+            break
+        if over_budget():
+            log.info("%s: time budget of %.0f s spent in epoch %d", config.key, config.max_train_s, epoch + 1)
             break
     seconds = time.perf_counter() - start
     if stopper is not None:

@@ -36,6 +36,7 @@ class Sample:
     severity_geographic: float | None = None
     severity_opacity: float | None = None
     split: str | None = None  # "test" for Stage IV's verified test set
+    dataset: str | None = None  # the source collection (Montgomery and Shenzhen are Stage I's seed set)
 
 
 def _float(value) -> float | None:
@@ -63,6 +64,7 @@ def samples_from_manifest(root: Path, classes: Sequence[str] | None = None) -> l
                     infection_mask_path=root / row["infection_mask_file"] if row.get("infection_mask_file") else None,
                     severity_geographic=_float(row.get("severity_geographic_mean")),
                     severity_opacity=_float(row.get("severity_opacity_mean")),
+                    dataset=row.get("dataset") or None,
                 )
             )
     return out
@@ -92,6 +94,7 @@ def samples_from_store(session: Session, settings: Settings) -> list[Sample]:
                 severity_geographic=_float(attrs.get("severity_geographic_mean")),
                 severity_opacity=_float(attrs.get("severity_opacity_mean")),
                 split=splits.get(image.id),
+                dataset=image.dataset,
             )
         )
     return out

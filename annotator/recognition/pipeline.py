@@ -1,29 +1,30 @@
-"""`annotator train-pipeline`: train the lung network, the infection network (parallel and cascaded) and
-the configured classifiers on a workspace's store, evaluate them, and write the report folder. The steps
-live in ``annotator.recognition.steps``, one module each; this module runs them in order and records the
-trained networks in the caller's session.
+"""`annotator train-pipeline`: train the lung networks, the infection networks (parallel and cascaded) and
+the configured classifiers on a workspace's store, evaluate them, and write the report folder with the
+thesis' Tables 3-12. The steps live in ``annotator.recognition.steps``, one module each; this module runs
+them in order and records the trained networks in the caller's session.
 
-Evaluation (every figure with its n; a class under 5 test images reads "too few to measure"):
-- lung and infection segmentation and COVID-19 detection on the test split: Stage IV's verified set
-  (``splits`` rows named "protocol", split "test") when it exists, otherwise a stated patient-grouped,
-  class-stratified hold-out of ``test_share`` of the images;
-- classification by stratified 5-fold cross-validation grouped by patient over every image of the
-  scheme's classes, the confusion matrix summed over the test folds;
-- quantification against the expert severity scores (Spearman's rho with n).
+Splits (every figure with its n; a class under 5 test images reads "too few to measure"):
+- the test split is Stage IV's verified set (``splits`` rows named "protocol", split "test") when it exists,
+  otherwise a stated patient-grouped, class-stratified hold-out of ``test_share`` of the images;
+- every network of Tables 3, 5-10 trains on the training split (80/20 fit/validation) and is scored on the
+  test split; the lung network that makes the segmented inputs never sees a test image;
+- Study I (COVID/SARS/MERS, Table 4) is scored by 5-fold cross-validation grouped by patient, as the thesis did.
 
-Resumable: the segmentation engine resumes its own trainings; every classifier fold writes its
-checkpoint and out-of-fold probabilities and is skipped on a re-run with the same settings and data.
-A heavy leaf: imports torch.
+Resumable: the segmentation engine resumes its own trainings; every classifier writes its checkpoint and is
+skipped on a re-run with the same settings and data. A heavy leaf: imports torch.
 """
 
 from __future__ import annotations
 
 import json
+import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,15 +34,17 @@ from annotator.errors import TrainingError
 from annotator.evaluation.crossval import stratified_group_folds
 from annotator.recognition.config import CLASS_SCHEMES, PipelineConfig
 from annotator.recognition.dataset import samples_from_store, select_scheme
-from annotator.recognition.steps.classification import train_classifiers
-from annotator.recognition.steps.context import start_run
+from annotator.recognition.steps.classification import Classifiers, Inputs
+from annotator.recognition.steps.context import RunContext, start_run
 from annotator.recognition.steps.detection import evaluate_detection
 from annotator.recognition.steps.infection import train_infection
-from annotator.recognition.steps.lung import train_lung
+from annotator.recognition.steps.lung import train_lung, train_stage1
 from annotator.recognition.steps.quantification import evaluate_quantification
 from annotator.recognition.steps.report import PendingModel, headline, json_default
 from annotator.recognition.steps.saliency import draw_saliency
-from annotator.recognition.steps.timing import measure_timing
+from annotator.recognition.steps.study1 import run_study1
+from annotator.recognition.steps.study2 import run_study2
+from annotator.recognition.steps.timing import device_name, measure_timing
 
 
 @dataclass
@@ -71,11 +74,15 @@ def train_pipeline(settings: Settings, session: Session, config: PipelineConfig,
     device = resolve_device(settings.device)
     ctx.report.results["device"] = device
     ctx.note(f"Networks trained and run on {device} (setting device = {settings.device}).")
+    train_stage1(ctx)
     lungs = train_lung(ctx)
     infection = train_infection(ctx, lungs)
     evaluate_detection(ctx, infection)
     evaluate_quantification(ctx, infection)
-    classifiers = train_classifiers(ctx, lungs)
+    classifiers, inputs = Classifiers(), Inputs(ctx, lungs)
+    run_study1(ctx, inputs, classifiers)
+    run_study2(ctx, inputs, classifiers)
+    inputs.store.clear()
     draw_saliency(ctx, lungs, classifiers)
     measure_timing(ctx, infection, classifiers)
     report = ctx.report
@@ -83,9 +90,23 @@ def train_pipeline(settings: Settings, session: Session, config: PipelineConfig,
     write_models(session, settings, config, report.models)
     seconds = time.perf_counter() - start
     ctx.note(f"Wall time of this run: {seconds / 60:.1f} min (resumed steps are not re-trained).")
+    report.results.setdefault("provenance", {}).update(provenance(ctx, seconds))
     report.write_readme(config.preset)
     return PipelineResult(report_dir, manifest_path, report.tables, report.plots, report.notes, seconds,
                           headline(report.results))
+
+
+def provenance(ctx: RunContext, seconds: float) -> dict:
+    """What results.json needs to be traced: preset, machine, every model version (the splits' image-id
+    hashes were recorded by the steps)."""
+    return {
+        "preset": ctx.config.preset,
+        "machine": {"device": device_name(ctx.device), "platform": platform.platform(),
+                    "python": sys.version.split()[0], "torch": torch.__version__},
+        "wall_time_s": seconds,
+        "models": [{"task": m.task, "network": m.spec, "model_version": m.version,
+                    "checkpoint": str(Path(m.path).relative_to(ctx.work_path))} for m in ctx.report.models],
+    }
 
 
 def write_models(session: Session, settings: Settings, config: PipelineConfig, pending: Sequence[PendingModel]) -> None:

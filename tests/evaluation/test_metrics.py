@@ -165,3 +165,19 @@ def test_confusion_matrix_and_its_shape_check():
     np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
     with pytest.raises(ValueError, match="expected"):
         classification_report(cm, ["a", "b"])
+
+
+def test_table_10s_interval_comes_out_of_its_6788_test_images():
+    # The thesis' Table 10 states +-0.73 (percent) beside a figure measured on N = 6,788 test images (eq. 8).
+    # Which figures carry exactly that radius: 1.96 sqrt(m (1 - m) / 6788) rounds to 0.73 % only for m near
+    # 0.894 (or 0.106); near 0.95 it would read 0.52. A class of 1,000 images with precision 894/1000 among
+    # 6,788 test images gets the table's +-0.73, while its own denominator would give +-1.91.
+    assert round(100 * confidence_radius(0.894, 6788), 2) == 0.73
+    assert round(100 * confidence_radius(0.95, 6788), 2) == 0.52
+    cm = np.array([[894, 60, 46], [60, 2800, 40], [46, 40, 2802]])
+    assert cm.sum() == 6788
+    report = classification_report(cm, ["covid", "pneumonia", "normal"])
+    covid = report["classes"]["covid"]
+    assert covid["precision"] == pytest.approx(0.894) and covid["sensitivity"] == pytest.approx(0.894)
+    assert f"{100 * covid['precision_ci']:.2f}" == "0.73"
+    assert f"{100 * confidence_radius(covid['precision'], 1000):.2f}" == "1.91"

@@ -12,8 +12,9 @@ from annotator.config import find_sample_data, load_settings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # A small, fixed subset per class (first images of each class in manifest order, plus every image with an
-# infection mask and some with expert severity scores): enough to run every step in seconds.
-SUBSET_PER_CLASS = {"covid": 16, "non_covid_pneumonia": 10, "normal": 10, "sars": 6, "mers": 1}
+# infection mask and some with expert severity scores): enough to run every step in seconds. The tuberculosis
+# images are Montgomery's: Stage I's seed set (Table 3).
+SUBSET_PER_CLASS = {"covid": 16, "non_covid_pneumonia": 10, "normal": 10, "sars": 6, "mers": 1, "tuberculosis": 6}
 
 
 @pytest.fixture(scope="session")

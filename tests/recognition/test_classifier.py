@@ -111,6 +111,15 @@ def test_validation_stops_early_divides_the_lr_and_keeps_the_best_epoch(trained,
     assert kept_loss == pytest.approx(min(losses), rel=1e-4)
 
 
+def test_a_time_budget_ends_training_at_the_first_batch_past_it(trained, tmp_path):
+    _, images, labels, names, _, _ = trained
+    cfg = ClassifierConfig(**{**CLASSIFIER_PRESETS["tiny"].__dict__, "epochs": 5, "max_train_s": 0.0})
+    arrays = [prepare(i, cfg.preprocessing, cfg.input_size_px) for i in images]
+    result = train_classifier(cfg, arrays, labels, names, tmp_path / "m.pt")
+    assert len(result.history) == 1 and result.history[0]["images"] == cfg.batch_size  # one batch, then it stops
+    assert Classifier.from_checkpoint(result.checkpoint_path).model_version == result.model_version
+
+
 def test_evaluation_counts_its_images_and_refuses_a_class_never_seen(trained):
     result, images, labels, names, _, _ = trained
     clf = Classifier.from_checkpoint(result.checkpoint_path)

@@ -25,40 +25,96 @@ def trained_workspace(small_workspace):
     return small_workspace, result.output
 
 
+SEG = ["n", "accuracy %", "iou %", "dsc %"]
+CLS = ["class", "n", "accuracy %", "precision %", "sensitivity %", "f1 %", "specificity %", "AUC"]
+COLUMNS = {  # the thesis' tables, numbered as it numbers them
+    "table_03_stage1_unet": ["network", "dataset", *SEG],
+    "table_04_covid_sars_mers": ["network", "input", "preprocessing", *CLS],
+    "table_05_lung_segmentation": ["network", *SEG],
+    "table_06_infection_parallel_vs_cascaded": ["configuration", "network", *SEG],
+    "table_07_infection_segmentation": ["network", *SEG],
+    "table_08_detection": ["network", "configuration", *CLS],
+    "table_09_covid_pneumonia_normal": ["network", "input", *CLS],
+    "table_10_covid_pneumonia_normal_networks": ["network", "input", *CLS],
+    "table_11_segmentation_networks": ["network", "task", "parameters (M)", "n", "mean ms", "sd ms"],
+    "table_12_classification_networks": ["network", "input px", "classes", "parameters (M)", "n", "mean ms", "sd ms"],
+}
+
+
+def _store(settings):
+    """Per image id: (class, dataset, has a lung mask); and the run's test split, both read independently."""
+    from db.models import Image, Mask
+
+    with session_scope(settings.database_url) as session:
+        masks = set(session.execute(select(Mask.image_id, Mask.kind)).all())
+        images = {str(i.id): (i.cls, i.dataset, (i.id, "lung") in masks) for i in session.scalars(select(Image))}
+    test = set(json.loads((settings.models_path / "recognition/tiny/test_split.json").read_text()))
+    return images, test
+
+
 @pytest.mark.slow
-def test_train_pipeline_writes_every_table_plot_and_model(trained_workspace):
+def test_train_pipeline_writes_the_thesis_tables_with_their_n(trained_workspace):
+    import pandas as pd
+
     settings, output = trained_workspace
     report = settings.reports_path / "recognition-tiny"
     assert f"report: {report}" in output.replace("\n", "")
     for stem in TABLE_STEMS.values():
         assert (report / f"{stem}.csv").is_file() and (report / f"{stem}.md").is_file(), stem
+    t = {stem: pd.read_csv(report / f"{stem}.csv", dtype=str) for stem in COLUMNS}
+    for stem, columns in COLUMNS.items():
+        assert list(t[stem].columns) == columns, stem
+    images, test = _store(settings)
+    three = {"covid", "non_covid_pneumonia", "normal"}
+    n_test_3 = sum(1 for k in test if images[k][0] in three)
+    n_study1 = sum(1 for c, _, _ in images.values() if c in {"covid", "sars", "mers"})
+    n_lung_test = sum(1 for k in test if images[k][2])
+    montgomery = sum(1 for k in test if images[k][1] == "Montgomery" and images[k][2])
+    overall = {stem: frame[frame["class"] == "overall (weighted)"] for stem, frame in t.items() if "class" in frame}
+    assert set(overall["table_10_covid_pneumonia_normal_networks"]["n"]) == {str(n_test_3)}  # Study II: the test split
+    assert set(overall["table_09_covid_pneumonia_normal"]["n"]) == {str(n_test_3)}
+    assert set(overall["table_08_detection"]["n"]) == {str(n_test_3)}
+    assert set(overall["table_04_covid_sars_mers"]["n"]) == {str(n_study1)}  # Study I: cross-validation over all
+    assert list(t["table_05_lung_segmentation"]["network"]) == ["unet-resnet18", "fpn-resnet18"]
+    assert set(t["table_05_lung_segmentation"]["n"]) == {str(n_lung_test)}
+    stage1 = t["table_03_stage1_unet"].set_index("dataset")["n"]
+    assert montgomery >= 1 and stage1["Montgomery"] == str(montgomery) and stage1["Shenzhen"] == "0"
+    assert list(t["table_06_infection_parallel_vs_cascaded"]["configuration"]) == ["parallel", "cascaded"]
+    assert list(t["table_07_infection_segmentation"]["network"]) == ["unet-resnet18", "fpn-resnet18"]
+    assert list(overall["table_10_covid_pneumonia_normal_networks"]["input"]) == ["plain", "segmented"]
+    assert list(t["table_11_segmentation_networks"]["task"]) == ["lung", "lung", "infection (parallel)",
+                                                                 "infection (cascaded)", "infection (parallel)"]
+    assert list(t["table_12_classification_networks"]["input px"]) == ["64"]
+    system = pd.read_csv(report / "table_system_time.csv", dtype=str)
+    assert list(system["segmentation"]) == ["parallel", "sequential"] and system["device"].str.startswith("CPU").all()
     names = {p.name for p in report.glob("*.png")}
-    for expected in ("confusion_detection_parallel.png", "confusion_detection_cascaded.png",
-                     "roc_covid-pneumonia-normal_squeezenet-plain-stack-64px.png",
-                     "confusion_covid-sars-mers_squeezenet-segmented-stack-64px.png",
-                     "quantification_opacity.png", "lung_training_curves.png"):
-        assert expected in names
-    assert any(n.startswith("scorecam_covid-pneumonia-normal_") for n in names)
+    for scheme in ("covid-pneumonia-normal", "covid-sars-mers"):
+        for mode in ("plain", "segmented"):
+            assert f"scorecam_{scheme}_squeezenet_{mode}.png" in names
+    assert {"confusion_detection_unet-resnet18_cascaded.png", "roc_detection_fpn-resnet18_parallel.png",
+            "quantification_opacity.png", "lung_training_curves.png"} <= names
     readme = (report / "README.md").read_text()
     assert "stated split: a patient-grouped" in readme
-    # the MERS class has 1 image: never a percentage
-    table10 = (report / "table_10_covid_sars_mers.csv").read_text().splitlines()
-    mers = [row for row in table10 if ",mers," in row]
-    assert mers and all(row.endswith("too few to measure") for row in mers)
-    assert all(",1," in row for row in mers)  # n = 1 stated beside it
+    mers = t["table_04_covid_sars_mers"][t["table_04_covid_sars_mers"]["class"] == "mers"]
+    assert len(mers) == 2 and (mers["n"] == "1").all() and (mers["f1 %"] == "too few to measure").all()
     results = json.loads((report / "results.json").read_text())
     assert results["device"] == "cpu" and "Networks trained and run on cpu (setting device = auto)" in readme
     cm = results["classification"]["covid-pneumonia-normal"]["squeezenet-plain-stack-64px"]["confusion"]
-    assert sum(map(sum, cm)) == 36  # every image of the scheme in exactly one test fold
+    assert sum(map(sum, cm)) == n_test_3
+    prov = results["provenance"]
+    assert prov["preset"] == "tiny" and prov["machine"]["device"].startswith("CPU")
+    assert prov["splits"]["study2_test"]["n"] == n_test_3
     with session_scope(settings.database_url) as session:
-        tasks = sorted(session.scalars(select(Model.task).where(Model.stage == "pipeline")))
-    assert tasks.count("lung") == 1 and tasks.count("infection") == 2 and tasks.count("classifier") == 2
+        rows = session.execute(select(Model.task, Model.model_version).where(Model.stage == "pipeline")).all()
+    assert sorted(v for _, v in rows) == sorted(m["model_version"] for m in prov["models"])
+    tasks = [task for task, _ in rows]  # 2 lung + Stage I's U-Net, 3 infection, 1 deployed classifier per scheme
+    assert (tasks.count("lung"), tasks.count("infection"), tasks.count("classifier")) == (3, 3, 2)
 
 
 @pytest.mark.slow
 def test_a_rerun_skips_finished_models(trained_workspace):
     settings, _ = trained_workspace
-    fold = settings.models_path / "recognition/tiny/classifiers/covid-pneumonia-normal/squeezenet-plain-stack-64px/fold-0.pt"
+    fold = settings.models_path / "recognition/tiny/classifiers/covid-sars-mers/squeezenet-plain-stack-64px/fold-0.pt"
     before = fold.stat().st_mtime_ns
     result = runner.invoke(app, ["-w", str(settings.workspace_path), "train-pipeline", "--preset", "tiny", "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -119,6 +175,28 @@ def test_a_scheme_whose_classes_are_absent(tmp_path, sample_root):
         import_items(session, settings, items, "manifest")
         with pytest.raises(TrainingError, match=r"needs classes .*'covid'.* the store has no .*normal 3"):
             train_pipeline(settings, session, load_pipeline_config("tiny"), progress=False)
+
+
+def test_network_lists_file_picks_the_networks(tmp_path):
+    from annotator.recognition.config import PIPELINE_PRESETS, load_network_lists
+
+    paper, quick = PIPELINE_PRESETS["paper"], PIPELINE_PRESETS["quick"]
+    assert len(paper.lung_networks) == len(paper.infection_networks) == 15 and len(paper.networks) == 8
+    for lists in (quick.lung_networks, quick.infection_networks):
+        assert {n.split("-")[0] for n in lists} == {"unet", "unetplusplus", "fpn"}
+    assert len(quick.networks) >= 3
+    good = tmp_path / "nets.toml"
+    good.write_text('lung = ["fpn-densenet121"]\ninfection = ["unet-resnet50", "fpn-resnet18"]\nclassifiers = ["resnet50"]\n')
+    cfg = load_pipeline_config("quick", **load_network_lists(good))
+    assert (cfg.lung_networks, cfg.infection_networks, cfg.networks) == (
+        ("fpn-densenet121",), ("unet-resnet50", "fpn-resnet18"), ("resnet50",))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('lungs = ["unet-resnet18"]\n')
+    with pytest.raises(ConfigError, match="unknown key.*'lungs'.*valid: lung, infection, classifiers"):
+        load_network_lists(bad)
+    bad.write_text('lung = ["unet-vgg16"]\n')
+    with pytest.raises(UnknownNameError, match="vgg16.*resnet18"):
+        load_pipeline_config("quick", **load_network_lists(bad))
 
 
 def test_pipeline_config_file_and_its_errors(tmp_path):

@@ -60,6 +60,28 @@ class RunContext:
         self.report.notes.append(text)
         self.echo(text)
 
+    def record_split(self, name: str, items: Sequence[Sample]) -> None:
+        """Provenance: the split's size and the hash of its image ids (results.json)."""
+        keys = sorted(s.key for s in items)
+        self.report.results.setdefault("provenance", {}).setdefault("splits", {})[name] = {
+            "n": len(keys), "image_ids_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest()}
+
+    def fit_validation(self, items: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
+        """The training items cut into fit and validation: the protocol's own train/val (Stage IV's 80/20)
+        when every item has one, else a patient-grouped, class-stratified cut of ``validation_share``; with
+        under 10 patients no validation part."""
+        items = list(items)
+        fit = [s for s in items if s.split == "train"]
+        val = [s for s in items if s.split == "val"]
+        if fit and val and len(fit) + len(val) == len(items):
+            return fit, val
+        if len({s.group for s in items}) < 10:
+            return items, []
+        classes = sorted({s.cls or "" for s in items})
+        val_idx = set(grouped_holdout([classes.index(s.cls or "") for s in items], [s.group for s in items],
+                                      self.config.validation_share, seed=self.config.seed).tolist())
+        return [s for i, s in enumerate(items) if i not in val_idx], [s for i, s in enumerate(items) if i in val_idx]
+
     def segmentation_config(self, budget_s: float | None) -> TrainConfig:
         """The segmentation preset's TrainConfig with this step's time budget."""
         base = get_preset(self.config.segmentation_preset)
@@ -77,9 +99,30 @@ def start_run(settings: Settings, config: PipelineConfig, samples: Sequence[Samp
     test_keys, note = choose_test_split(samples, config)
     ctx = RunContext(settings, config, tuple(samples), test_keys, work, report, progress, echo or log.info)
     ctx.note(note)
+    ctx.record_split("test", [s for s in samples if s.key in test_keys])
+    ctx.record_split("train", [s for s in samples if s.key not in test_keys])
+    ctx.note(training_note(config))
     work.mkdir(parents=True, exist_ok=True)
     (work / "test_split.json").write_text(json.dumps(sorted(test_keys)))
     return ctx
+
+
+def training_note(config: PipelineConfig) -> str:
+    """How the classifiers train (section 4.1), and where the preset differs from the thesis' settings."""
+    cs, paper = config.classifier, PipelineConfig().classifier
+    size = f"{cs.input_size_px} px" if cs.input_size_px else "each network's own input size (224 px, 299 for the Inceptions)"
+    text = (f"Classifiers: batch {cs.batch_size}, up to {cs.epochs} epochs, {size}, Adam lr {cs.learning_rate:g}; a "
+            f"validation part stops training after 8 epochs without a lower validation loss and divides the learning "
+            f"rate by 5 after 3 (section 4.1).")
+    def shown(value) -> str:
+        return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    differs = [f"{name} {shown(getattr(cs, name))} (thesis {shown(getattr(paper, name))})"
+               for name in ("batch_size", "epochs", "input_size_px", "learning_rate", "max_train_s")
+               if getattr(cs, name) != getattr(paper, name)]
+    if differs:
+        text += f" Preset {config.preset} differs from the thesis' settings (a CPU budget): {', '.join(differs)}."
+    return text
 
 
 def choose_test_split(samples: Sequence[Sample], config: PipelineConfig) -> tuple[frozenset[str], str]:

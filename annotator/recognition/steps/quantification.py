@@ -14,7 +14,7 @@ from annotator.recognition.steps.infection import InfectionNetworks
 
 def evaluate_quantification(ctx: RunContext, infection: InfectionNetworks) -> None:
     scored = [s for s in ctx.samples if s.severity_opacity is not None or s.severity_geographic is not None]
-    conf = ctx.config.infection_configuration
+    conf = "-".join(infection.deployed)
     report = ctx.report
     table = Table("Infected share of the lungs vs expert severity scores (Spearman)",
                   ["score", "n", "rho", "95% interval", "p"])
@@ -22,7 +22,7 @@ def evaluate_quantification(ctx: RunContext, infection: InfectionNetworks) -> No
         table.add("none", 0, "too few to measure", "", "")
         report.table("quantification", table)
         return
-    probs = infection.proba(scored, conf)
+    probs = infection.proba(scored)
     shares = [quantify(infection.lungs.masks[s.key], p).infected_share for s, p in zip(scored, probs, strict=True)]
     for label, values in (("opacity (0-6)", [s.severity_opacity for s in scored]),
                           ("geographic extent (0-8)", [s.severity_geographic for s in scored])):
@@ -36,6 +36,6 @@ def evaluate_quantification(ctx: RunContext, infection: InfectionNetworks) -> No
         report.plot(plots.plot_scatter(vals, shares, report.report_path / f"quantification_{label.split()[0]}.png",
                                        f"expert {label}", "predicted infected share of lungs", f"{conf}, n={r['n']}"))
     in_training = sum(1 for s in scored if s.infection_mask_path is not None)
-    table.note = (f"Configuration {conf}. {len(scored)} images with an expert score (Cohen et al. 2020); "
+    table.note = (f"Infection network {conf}. {len(scored)} images with an expert score (Cohen et al. 2020); "
                   f"{in_training} of them had an infection mask (and may have been trained on).")
     report.table("quantification", table)

@@ -13,16 +13,20 @@ import numpy as np
 from annotator.evaluation.tables import MIN_TEST_IMAGES, Table, write_table
 from annotator.recognition.predict import CURRENT_NAME, MANIFEST_NAME
 
-TABLE_STEMS = {
+TABLE_STEMS = {  # numbered as the thesis numbers its tables
+    "stage1": "table_03_stage1_unet",
+    "covid-sars-mers": "table_04_covid_sars_mers",
+    "preprocessing_search": "table_04_preprocessing_search",
     "lung": "table_05_lung_segmentation",
-    "infection": "table_06_infection_segmentation",
+    "infection_configurations": "table_06_infection_parallel_vs_cascaded",
+    "infection": "table_07_infection_segmentation",
     "detection": "table_08_detection",
-    "quantification": "table_quantification_vs_severity",
-    "preprocessing": "table_04_preprocessing",
     "covid-pneumonia-normal": "table_09_covid_pneumonia_normal",
-    "covid-sars-mers": "table_10_covid_sars_mers",
-    "timing": "table_11_inference_time",
-    "parameters": "table_12_parameters",
+    "covid-pneumonia-normal-networks": "table_10_covid_pneumonia_normal_networks",
+    "segmentation_networks": "table_11_segmentation_networks",
+    "classification_networks": "table_12_classification_networks",
+    "system_time": "table_system_time",
+    "quantification": "table_quantification_vs_severity",
 }
 
 
@@ -75,7 +79,7 @@ class RunReport:
                  "interval radius 1.96*sqrt(m(1-m)/n).", "", "## Data and splits", ""]
         lines += [f"- {n}" for n in self.notes]
         lines += ["", "## Tables", ""]
-        for md in self.tables.values():
+        for md in sorted(self.tables.values(), key=lambda p: p.name):
             lines.append(md.read_text())
         lines += ["## Plots", ""] + [f"- {p.name}" for p in self.plots]
         (self.report_path / "README.md").write_text("\n".join(lines) + "\n")
@@ -93,17 +97,17 @@ def json_default(value):
 
 
 def headline(results: dict) -> dict:
-    """The figures a user quotes: weighted overall per classifier table, detection, correlations."""
+    """The figures a user quotes: weighted overall per classifier, detection and segmentation, correlations."""
     out: dict = {}
     for scheme, configs in results.get("classification", {}).items():
         for key, v in configs.items():
             ov = v["report"]["overall"]
             out[f"{scheme} {key}"] = {"n": ov["n"], "accuracy": ov["accuracy"], "f1": ov["f1"]}
-    for conf, v in results.get("detection", {}).items():
+    for name, v in results.get("detection", {}).items():
         ov = v["report"]["overall"]
-        out[f"detection {conf}"] = {"n": ov["n"], "accuracy": ov["accuracy"], "f1": ov["f1"]}
+        out[f"detection {name}"] = {"n": ov["n"], "accuracy": ov["accuracy"], "f1": ov["f1"]}
     for label, r in results.get("quantification", {}).items():
         out[f"severity {label}"] = {"n": r["n"], "rho": r["rho"]}
-    if "lung" in results:
-        out["lung dsc"] = {"n": results["lung"]["n"], "dsc": results["lung"]["dsc"]}
+    for name, r in results.get("lung", {}).items():
+        out[f"lung {name}"] = {"n": r["n"], "dsc": r["dsc"]}
     return out

@@ -1,51 +1,60 @@
-"""Step: Score-CAM maps of the first network, one figure per example COVID-19 image of fold 0 with a panel
-per input mode."""
+"""Step: Score-CAM (eq. 6-7) for every scheme, network and input mode: one PNG each with a row per class
+and, per class, correctly classified and misclassified test images (the map of the predicted class, made
+by the model that scored that image: a fold's model in Study I's cross-validation)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+
 from annotator.evaluation import plots
-from annotator.evaluation.crossval import stratified_group_folds
 from annotator.recognition.classifier import Classifier
-from annotator.recognition.config import CLASS_SCHEMES
-from annotator.recognition.dataset import select_scheme
 from annotator.recognition.report import saliency_overlay
 from annotator.recognition.scorecam import saliency_for
-from annotator.recognition.steps.classification import TrainedClassifiers, classifier_config
+from annotator.recognition.steps.classification import Classifiers, Evaluation
 from annotator.recognition.steps.context import RunContext
 from annotator.recognition.steps.lung import LungNetwork
 
 
-def draw_saliency(ctx: RunContext, lungs: LungNetwork, trained: TrainedClassifiers) -> None:
+def _examples(ev: Evaluation, cls: int, correct: bool, k: int) -> list[int]:
+    predicted = ev.proba.argmax(1)
+    return [i for i in range(len(ev.items)) if ev.labels[i] == cls and (predicted[i] == cls) == correct][:k]
+
+
+def draw_saliency(ctx: RunContext, lungs: LungNetwork, classifiers: Classifiers) -> None:
     config = ctx.config
     plt = plots._pyplot()
-    for scheme in config.schemes:
-        arch = config.networks[0]
-        models = {}
-        for mode in config.input_modes:
-            path = trained.get((scheme, classifier_config(ctx, arch, config.preprocessing, mode).key))
-            if path is not None:
-                models[mode] = Classifier.from_checkpoint(path, ctx.device)
-        if not models:
-            continue
-        items, labels = select_scheme(ctx.samples, CLASS_SCHEMES[scheme], scheme)
-        fold0 = stratified_group_folds(labels, [s.group for s in items], config.folds, config.seed)[0]
-        examples = [items[i] for i in fold0 if labels[i] == 0][: config.scorecam_examples]
-        lungs.predict(examples)
-        for s in examples:
-            image = ctx.pixels(s)
-            fig, axes = plt.subplots(1, 1 + len(models), figsize=(4 * (1 + len(models)), 4.3), dpi=100)
-            axes[0].imshow(image, cmap="gray")
-            axes[0].set_title(f"{s.cls} ({Path(str(s.image_path)).name[:24]})", fontsize=8)
-            for ax, (mode, clf) in zip(axes[1:], models.items(), strict=True):
-                sal, c = saliency_for(clf, image, lungs.masks[s.key], None, config.scorecam_max_maps)
-                ax.imshow(saliency_overlay(image, sal))
-                ax.set_title(f"Score-CAM {mode}: {clf.class_names[c]}", fontsize=8)
-            for ax in axes:
-                ax.axis("off")
-            fig.tight_layout()
-            path = ctx.report.report_path / f"scorecam_{scheme}_{s.key.replace('/', '_').replace('.', '_')}.png"
-            fig.savefig(path)
-            plt.close(fig)
-            ctx.report.plot(path)
+    k = max(1, config.scorecam_examples)
+    loaded: dict[Path, Classifier] = {}
+    for ev in classifiers.evaluations:
+        names = ev.class_names
+        fig, axes = plt.subplots(len(names), 2 * k, figsize=(3.2 * 2 * k, 3.4 * len(names)), dpi=90, squeeze=False)
+        predicted = ev.proba.argmax(1)
+        for row, cls in enumerate(names):
+            for col_block, correct in enumerate((True, False)):
+                picked = _examples(ev, row, correct, k)
+                for j in range(k):
+                    ax = axes[row, col_block * k + j]
+                    ax.axis("off")
+                    if j >= len(picked):
+                        ax.set_title(f"{cls}: no {'correct' if correct else 'misclassified'} image", fontsize=7)
+                        continue
+                    i = picked[j]
+                    s = ev.items[i]
+                    path = ev.checkpoints[i]
+                    clf = loaded.get(path) or loaded.setdefault(path, Classifier.from_checkpoint(path, ctx.device))
+                    image = ctx.pixels(s)
+                    mask = lungs.mask(s) if ev.config.input_mode == "segmented" else None
+                    sal, c = saliency_for(clf, image, mask, int(predicted[i]), config.scorecam_max_maps)
+                    ax.imshow(saliency_overlay(image, sal))
+                    ax.set_title(f"{'correct' if correct else 'MISCLASSIFIED'}: true {cls}\npredicted "
+                                 f"{names[c]} (p={ev.proba[i, c]:.2f})", fontsize=7)
+        fig.suptitle(f"Score-CAM, {ev.scheme}, {ev.config.key}", fontsize=10)
+        fig.tight_layout()
+        out = ctx.report.report_path / f"scorecam_{ev.scheme}_{ev.config.arch}_{ev.config.input_mode}.png"
+        fig.savefig(out)
+        plt.close(fig)
+        ctx.report.plot(out)
+        loaded.clear()
+    ctx.report.results["scorecam"] = {"examples_per_class_and_outcome": k, "max_maps": config.scorecam_max_maps,
+                                      "figures": len(classifiers.evaluations)}
