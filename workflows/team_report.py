@@ -44,13 +44,27 @@ def refused_decisions(session: Session) -> list[dict]:
              "decision": d.decision, "reason": d.message} for d, queue in rows]
 
 
+def md_verdicts(session: Session) -> list[dict]:
+    """Stage IV: each author's masks against the MD's verdict (verified as they were, or corrected), per
+    person or source that made the mask the MD was shown."""
+    rows = session.execute(select(Decision.decision, Task.payload).join(Task, Task.id == Decision.task_id)
+                           .where(Task.queue == "md_verify", Decision.valid.is_(True), Decision.refused.is_(False)))
+    tally: dict[str, Counter] = {}
+    for decision, payload in rows:
+        shown = session.get(Mask, (payload or {}).get("mask_id")) if (payload or {}).get("mask_id") else None
+        author = (shown.author if shown is not None else None) or "unknown"
+        tally.setdefault(author, Counter())[decision] += 1
+    return [{"author": author, "judged": sum(c.values()), "verified": c["verified"], "corrected": c["corrected"],
+             "verified_share": round(c["verified"] / sum(c.values()), 4)} for author, c in sorted(tally.items())]
+
+
 def campaign_status(session: Session) -> dict:
     open_tasks = dict(session.execute(select(Task.queue, func.count(Task.id)).where(Task.status == "open")
                                       .group_by(Task.queue).order_by(Task.queue)).all())
     people = [_person_row(session, p) for p in session.scalars(select(Person).order_by(Person.role, Person.email))]
     refused = refused_decisions(session)
     return {"open_tasks": open_tasks, "people": people, "agreement": agreement(session), "refused": refused,
-            "refused_count": len(refused)}
+            "refused_count": len(refused), "md_verdicts": md_verdicts(session)}
 
 
 def write_team_png(report: dict, path: Path) -> Path:
@@ -98,6 +112,11 @@ def team_markdown(report: dict) -> list[str]:
     lines += ["", f"Agreement of double reads: {a['pairs']} pair(s), Cohen's kappa {cell(a['kappa'])}, mean DSC "
                   f"{cell(a['dsc'])}", "", "| round id | pairs | kappa | DSC |", "|---|---|---|---|"]
     lines += [f"| {r['round_id']} | {r['pairs']} | {cell(r['kappa'])} | {cell(r['dsc'])} |" for r in a["rounds"]]
+    if report.get("md_verdicts"):
+        lines += ["", "Stage IV: each author's masks against the MD's verdict", "",
+                  "| made by | judged | verified | corrected | verified share |", "|---|---|---|---|---|"]
+        lines += [f"| {v['author']} | {v['judged']} | {v['verified']} | {v['corrected']} | {v['verified_share']:.3f} |"
+                  for v in report["md_verdicts"]]
     lines += ["", f"Refused decisions: {report['refused_count']}"]
     lines += [f"- image {r['image_id']} ({r['queue']}) by {r['actor']}: {r['reason']}" for r in report["refused"]]
     return lines

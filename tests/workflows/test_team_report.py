@@ -104,3 +104,34 @@ def test_campaign_status_json_and_png(team_workspace, tmp_path):
                                     "--png", str(png)])
     assert text.exit_code == 0, text.output
     assert "refused: image 1 (md_advice, task 200) by ra1@x.org" in text.output
+
+
+def test_stage_iv_verdicts_are_counted_per_author_of_the_mask_shown(team_workspace):
+    with session_scope(team_workspace.database_url) as s:
+        rnd = Round(stage=4, number=1, size=3, strategy="stratified")
+        s.add(rnd)
+        s.flush()
+        verdicts = [("ra1@x.org", "verified"), ("ra1@x.org", "corrected"), ("ra2@x.org", "verified"),
+                    ("ra1@x.org", "verified")]
+        for i, (author, verdict) in enumerate(verdicts):
+            image = _image(50 + i)
+            s.add(image)
+            s.flush()
+            shown = Mask(image_id=image.id, kind="lung", version=1, origin="ra_edited", store_path="m", file_hash="h",
+                         author=author)
+            s.add(shown)
+            s.flush()
+            task = Task(image_id=image.id, round_id=rnd.id, queue="md_verify", ls_task_id=300 + i,
+                        payload={"mask_id": shown.id})
+            s.add(task)
+            s.flush()
+            s.add(Decision(image_id=image.id, round_id=rnd.id, task_id=task.id, actor="md@x.org", role="MD",
+                           decision=verdict, ls_user_id=13, ls_annotation_id=6000 + i, ls_updated_at="t"))
+    with session_scope(team_workspace.database_url, write=False) as s:
+        report = campaign_status(s)
+    assert report["md_verdicts"] == [
+        {"author": "ra1@x.org", "judged": 3, "verified": 2, "corrected": 1, "verified_share": round(2 / 3, 4)},
+        {"author": "ra2@x.org", "judged": 1, "verified": 1, "corrected": 0, "verified_share": 1.0}]
+    from workflows.team_report import team_markdown
+
+    assert "| ra1@x.org | 3 | 2 | 1 | 0.667 |" in team_markdown(report)
