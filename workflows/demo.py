@@ -78,12 +78,22 @@ def _round(settings: Settings, ls, people, *, size: int, seed: int, target: int,
 
 def start_backend(settings: Settings) -> subprocess.Popen | None:
     """Our ML backend in its own process (it outlives the demo when Label Studio is left serving)."""
-    url = f"http://{settings.backend_host}:{settings.backend_port}/health"
+    base = f"http://{settings.backend_host}:{settings.backend_port}"
+    url = f"{base}/health"
     try:
-        if requests.get(url, timeout=1).ok:
-            return None  # already serving
+        serving = requests.get(url, timeout=1).ok
     except requests.RequestException:
-        pass
+        serving = False
+    if serving:  # ours (a run before this one) if it takes this workspace's token
+        try:
+            refused = requests.get(f"{base}/versions", timeout=5,
+                                   headers={"Authorization": f"Token {settings.backend_token}"}).status_code == 401
+        except requests.RequestException as exc:
+            raise AnnotatorError(f"something answers at {url} but not as our ML backend ({exc})") from exc
+        if refused:
+            raise AnnotatorError(f"another ML backend serves {base}: it refuses this workspace's token (one of "
+                                 "another workspace?); stop it, or set ANNOTATOR_BACKEND_PORT")
+        return None  # already serving
     log_path = settings.workspace_path / "backend.log"
     cmd = [sys.executable, "-m", "annotator.cli.main", "--workspace", str(settings.workspace_path), "serve", "backend"]
     proc = subprocess.Popen(cmd, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -144,8 +154,9 @@ def run_demo(settings: Settings, *, round_size: int = 50, target: int = 200, pre
             f"{v.metrics.get('test_dsc', float('nan')):.4f}{'  <- working' if v.is_working else ''}")
     lap("stage1", t0)
 
-    backend = start_backend(settings)  # `serve backend --connect`
+    backend = None
     try:
+        backend = start_backend(settings)  # `serve backend --connect`
         backend_url = f"http://{settings.backend_host}:{settings.backend_port}"
         ls.connect_backend(ls.ensure_project(Queue.RA_REVIEW), backend_url, settings.backend_token)
     except AnnotatorError as exc:  # the queues work without it; predictions are imported inline
