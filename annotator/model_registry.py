@@ -149,24 +149,30 @@ def named_versions(session: Session, settings: Settings) -> set[str]:
         named.update(v for v in session.scalars(select(column).distinct()) if v)
     # a mask a person kept names its network; a prediction nobody took (origin "model") does not
     named.update(v for v in session.scalars(select(Mask.model_version).where(Mask.origin != "model").distinct()) if v)
-    for results in sorted(settings.reports_path.glob("*/results.json")):
-        text = results.read_text(errors="replace")
-        named.update(v for v in session.scalars(select(Model.model_version)) if v in text)
+    reports = [r.read_text(errors="replace") for r in sorted(settings.reports_path.glob("*/results.json"))]
+    if reports:
+        named.update(v for v in session.scalars(select(Model.model_version)) if any(v in text for text in reports))
     return named
 
 
-def _files_of(settings: Settings, row: Model) -> list[Path]:
+def _training_folders(settings: Settings) -> dict[str, list[Path]]:
+    """model_version -> the training folders that still hold it (by their finished.json), read once."""
+    folders: dict[str, list[Path]] = {}
+    for marker in settings.models_path.glob("**/finished.json"):
+        try:
+            version = json.loads(marker.read_text()).get("model_version")
+        except (OSError, ValueError):
+            continue
+        folders.setdefault(version, []).append(marker.parent)
+    return folders
+
+
+def _files_of(settings: Settings, row: Model, folders: dict[str, list[Path]]) -> list[Path]:
     """The published files of ``row`` and, where its training folder still holds this version, those."""
     final = checkpoint_file(settings.workspace_path, row)
     files = [final, final.with_suffix(".onnx")]
-    for marker in settings.models_path.glob("**/finished.json"):
-        try:
-            same = json.loads(marker.read_text()).get("model_version") == row.model_version
-        except (OSError, ValueError):
-            continue
-        if same:
-            run = marker.parent
-            files += [run / "model.pt", run / "last.pt", run / f"{row.model_version}.onnx"]
+    for run in folders.get(row.model_version, []):
+        files += [run / "model.pt", run / "last.pt", run / f"{row.model_version}.onnx"]
     return [f for f in files if f.is_file()]
 
 
@@ -186,6 +192,7 @@ def prune(session: Session, settings: Settings, keep: int = 2, dry_run: bool = F
     if keep < 0:
         raise ModelError(f"--keep must be 0 or more, not {keep}")
     named = named_versions(session, settings)
+    folders = _training_folders(settings)
     rows = session.scalars(select(Model).order_by(Model.id.desc())).all()
     newest: dict[str, int] = {}
     pruned, kept, freed = [], [], 0
@@ -194,9 +201,9 @@ def prune(session: Session, settings: Settings, keep: int = 2, dry_run: bool = F
         if row.pruned_at is None and (row.is_working or newest[row.task] <= keep or row.model_version in named):
             kept.append(row.model_version)
             continue
-        if row.pruned_at is not None and not _files_of(settings, row):
+        if row.pruned_at is not None and not _files_of(settings, row, folders):
             continue  # pruned before (a run stopped mid-way leaves files behind: they go now)
-        files = _files_of(settings, row)
+        files = _files_of(settings, row, folders)
         freed += _bytes_freed(files)
         pruned.append(row.model_version)
         if not dry_run:

@@ -47,13 +47,13 @@ def refused_decisions(session: Session) -> list[dict]:
 def md_verdicts(session: Session) -> list[dict]:
     """Stage IV: each author's masks against the MD's verdict (verified as they were, or corrected), per
     person or source that made the mask the MD was shown."""
-    rows = session.execute(select(Decision.decision, Task.payload).join(Task, Task.id == Decision.task_id)
-                           .where(Task.queue == "md_verify", Decision.valid.is_(True), Decision.refused.is_(False)))
+    rows = [(decision, (payload or {}).get("mask_id")) for decision, payload in session.execute(
+        select(Decision.decision, Task.payload).join(Task, Task.id == Decision.task_id)
+        .where(Task.queue == "md_verify", Decision.valid.is_(True), Decision.refused.is_(False)))]
+    authors = dict(session.execute(select(Mask.id, Mask.author).where(Mask.id.in_({m for _, m in rows if m}))).all())
     tally: dict[str, Counter] = {}
-    for decision, payload in rows:
-        shown = session.get(Mask, (payload or {}).get("mask_id")) if (payload or {}).get("mask_id") else None
-        author = (shown.author if shown is not None else None) or "unknown"
-        tally.setdefault(author, Counter())[decision] += 1
+    for decision, mask_id in rows:
+        tally.setdefault(authors.get(mask_id) or "unknown", Counter())[decision] += 1
     return [{"author": author, "judged": sum(c.values()), "verified": c["verified"], "corrected": c["corrected"],
              "verified_share": round(c["verified"] / sum(c.values()), 4)} for author, c in sorted(tally.items())]
 

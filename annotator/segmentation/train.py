@@ -100,6 +100,17 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
     # what must match to resume; max_epochs and max_train_s may grow (train a finished run further)
     identity = {"spec": spec.to_dict(), "data_sha256": fingerprint, "weights": str(weights_path) if weights_path else None,
                 "config": {k: v for k, v in config.to_dict().items() if k not in ("max_epochs", "max_train_s")}}
+    last_path = out_dir / "last.pt"
+    model_path = out_dir / "model.pt"
+    done = _finished_run(out_dir, identity, config) if resume else None
+    saved = _load_resume_state(last_path) if resume and done is None else None
+    if saved is not None and saved.get("identity") == identity and saved["state"]["finished"] \
+            and not _extends(saved["state"], config) and model_path.is_file():
+        done = _result_of(model_path, out_dir, saved["state"]["epoch"])  # finished before finished.json existed
+    if done is not None:  # finished: nothing is prepared (its resume state may have gone at publishing)
+        if ctx is not None:
+            ctx.broadcast(("done", done))
+        return done
     train_x, train_y = prepare_arrays(train_pairs, spec.input_size_px)
     val_x, val_y = prepare_arrays(val_pairs, spec.input_size_px)
     job = FitJob(spec, config, train_x, train_y, val_x, val_y,
@@ -109,17 +120,6 @@ def train_model(spec: ModelSpec, config: TrainConfig, train_pairs: Sequence[Pair
         torch.manual_seed(config.seed)
         job.start_weights = build_model(spec, weights_path).state_dict()
         job.weights_are_bar = True
-    last_path = out_dir / "last.pt"
-    model_path = out_dir / "model.pt"
-    done = _finished_run(out_dir, identity, config) if resume else None
-    saved = _load_resume_state(last_path) if resume and done is None else None
-    if saved is not None and saved.get("identity") == identity and saved["state"]["finished"] \
-            and not _extends(saved["state"], config) and model_path.is_file():
-        done = _result_of(model_path, out_dir, saved["state"]["epoch"])  # finished before finished.json existed
-    if done is not None:  # finished (its resume state may have been dropped when it was published)
-        if ctx is not None:
-            ctx.broadcast(("done", done))
-        return done
     if saved is not None:
         if saved.get("identity") == identity:
             job.start_weights, job.optimizer_state = saved["model"], saved["optimizer"]
