@@ -20,6 +20,8 @@ EXIT_CODE = 137  # 128 + SIGKILL, what a shell reports for kill -9
 CRASH_POINTS: dict[str, str] = {
     "import.after_item": "one image stored (file and row), the import's transaction not committed",
     "push.after_import": "tasks created in Label Studio, their ids not recorded in our store",
+    "predict.after_shard": "one shard of a prediction written to the workspace's cache, nothing of it in the store "
+                           "(round next, Stage III)",
     "sync.after_decision": "one annotation applied (decision, state move, mask), the sync not committed",
     "train.after_training": "a network trained on the repository (its checkpoint in its training folder), "
                             "nothing registered (round close, Stage III)",

@@ -143,7 +143,9 @@ class Task(Base):
     """A Label Studio task we pushed: keyed by our ids so a re-run never pushes twice."""
 
     __tablename__ = "tasks"
-    __table_args__ = (UniqueConstraint("image_id", "round_id", "queue"),)
+    __table_args__ = (UniqueConstraint("image_id", "round_id", "queue"),
+                      Index("ix_tasks_queue_status", "queue", "status"),  # a queue's open tasks (push, simulate)
+                      Index("ix_tasks_project_queue", "ls_project_id", "queue"))  # a project's tasks (sync)
 
     id: Mapped[IntPk]
     image_id: Mapped[ImageRef]

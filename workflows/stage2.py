@@ -24,7 +24,6 @@ from annotator.errors import AnnotatorError
 from annotator.evaluation.metrics import dice
 from annotator.labelstudio.queue import Queue
 from annotator.model_registry import working_model
-from annotator.progress import progress_bar
 from annotator.store import add_mask, image_pixels, read_mask_by_id, read_mask_of
 from db.models import Decision, Image, Mask, Round, Task
 from workflows import engine, protocol
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 STAGE = 2
 OPEN_STATES = ("predicted", "rejected", "unsure", "md_advised")  # a round is undecided while any image is here
 STAGE2_MADE = ("accepted", "corrected", "adjusted")  # masks Stage II adds to the repository
-PREDICT_BATCH = 16  # images per predictor call (memory) and per progress step
 
 
 @dataclass
@@ -69,12 +67,6 @@ def candidates(session: Session, require_reference: bool = False) -> list[Image]
     return images
 
 
-def mask_uncertainty(prob: np.ndarray) -> float:
-    """Mean binary entropy (bits) of a probability map: high where the network hesitates."""
-    p = np.clip(prob.astype(np.float64), 1e-6, 1 - 1e-6)
-    return float(np.mean(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))))
-
-
 def start_round(session: Session, settings: Settings, predictor, *, size: int, strategy: str = "stratified",
                 seed: int = 0, require_reference: bool = False, target: int | None = None,
                 progress: bool = True) -> RoundReport:
@@ -102,16 +94,11 @@ def start_round(session: Session, settings: Settings, predictor, *, size: int, s
     size = min(size, len(pool), target - made)
     if strategy == "uncertainty":
         rng = random.Random(seed)
-        scored = rng.sample(pool, min(len(pool), 5 * size))  # score a bounded share of a large pool
-        uncertainty: list[float] = []
-        with progress_bar("uncertainty scoring", total=len(scored), enabled=progress, unit="images") as bar:
-            for start in range(0, len(scored), PREDICT_BATCH):
-                chunk = scored[start:start + PREDICT_BATCH]
-                probs = predictor.predict_proba([image_pixels(settings, i) for i in chunk])
-                uncertainty += [mask_uncertainty(p) for p in probs]
-                bar.advance(len(chunk))
-        cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr, u)
-                 for i, u in zip(scored, uncertainty, strict=True)]
+        scored = sorted(rng.sample(pool, min(len(pool), 5 * size)), key=lambda i: i.id)  # a bounded share
+        uncertainty = _predicted(session, settings, [predictor], scored, "uncertainty", "uncertainty scoring",
+                                 progress)
+        cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr, uncertainty[i.id])
+                 for i in scored]
     else:
         cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr) for i in pool]
     chosen = set(choose(strategy, cands, size, seed))
@@ -123,29 +110,44 @@ def start_round(session: Session, settings: Settings, predictor, *, size: int, s
     session.flush()
     images = [i for i in pool if i.id in chosen]
     report = RoundReport(round_.id, number, len(images), strategy, model.model_version)
-    with progress_bar(f"round {number}: pre-labelling", total=len(images), enabled=progress, unit="images") as bar:
-        for start in range(0, len(images), PREDICT_BATCH):
-            chunk = images[start:start + PREDICT_BATCH]
-            _prelabel(session, settings, predictor, model, round_, chunk, report)
-            bar.advance(len(chunk))
+    masks = _predicted(session, settings, [predictor], images, "masks", f"round {number}: pre-labelling", progress)
+    for image in images:
+        _prelabel(session, settings, model, round_, image, masks[image.id][0], report)
     session.flush()
     return report
 
 
-def _prelabel(session: Session, settings: Settings, predictor, model, round_: Round, chunk: list[Image],
+def _predicted(session: Session, settings: Settings, predictors: list, images: list[Image], output: str,
+               description: str, progress: bool) -> dict[int, object]:
+    """Each image's prediction (its masks, one per network, or its uncertainty) by sharded, resumable
+    prediction (``annotator.segmentation.sharded``); the shards are dropped when the session commits."""
+    from annotator.segmentation import sharded
+
+    ids = [i.id for i in images]
+    by_id = {i.id: i for i in images}
+    key = sharded.job_key([p.model_version for p in predictors], ids, output, predictors[0].backend)
+    folder = sharded.job_folder(settings.workspace_path, output, key)
+    sharded.predict_sharded(predictors, ids, lambda i: image_pixels(settings, by_id[i]), folder, output=output,
+                            description=description, progress=progress)
+    out: dict[int, object] = {}
+    for shard_ids, results in sharded.read_shards(folder, ids, output, len(predictors)):
+        out.update(zip(shard_ids, results, strict=True))
+    sharded.discard_after_commit(session, folder)
+    return out
+
+
+def _prelabel(session: Session, settings: Settings, model, round_: Round, image: Image, mask: np.ndarray,
               report: RoundReport) -> None:
-    """Predict ``chunk``, store each mask, QC it, move the image to ``predicted`` and add its RA review task."""
-    masks = predictor.predict([image_pixels(settings, i) for i in chunk])
-    for image, mask in zip(chunk, masks, strict=True):
-        row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
-                       model_version=model.model_version, skip_if_same=False)
-        qc = check_lung_mask(mask)
-        report.qc_flagged += int(not qc.ok)
-        engine.move(session, image, "predict", actor="system", role="system", round_id=round_.id,
-                    model_version=model.model_version)
-        session.add(Task(image_id=image.id, round_id=round_.id, queue=Queue.RA_REVIEW,
-                         model_version=model.model_version, status="open",
-                         payload={"mask_id": row.id, "qc": qc.text, "qc_ok": qc.ok}))
+    """Store ``image``'s predicted mask, QC it, move the image to ``predicted`` and add its RA review task."""
+    row = add_mask(session, settings, image, "lung", mask, origin="model", author=f"model:{model.model_version}",
+                   model_version=model.model_version, skip_if_same=False)
+    qc = check_lung_mask(mask)
+    report.qc_flagged += int(not qc.ok)
+    engine.move(session, image, "predict", actor="system", role="system", round_id=round_.id,
+                model_version=model.model_version)
+    session.add(Task(image_id=image.id, round_id=round_.id, queue=Queue.RA_REVIEW,
+                     model_version=model.model_version, status="open",
+                     payload={"mask_id": row.id, "qc": qc.text, "qc_ok": qc.ok}))
 
 
 def next_round(session: Session, settings: Settings, *, size: int, strategy: str = "stratified", seed: int = 0,

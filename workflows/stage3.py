@@ -96,19 +96,31 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
     pool = [i for i in candidates(session, require_reference) if i.state == "pool"]
     if limit is not None:
         pool = pool[:limit]
-    with progress_bar("Stage III: six predictions per image", total=len(pool), enabled=progress, unit="images") as bar:
-        for start in range(0, len(pool), PREDICT_BATCH):
-            chunk = pool[start:start + PREDICT_BATCH]
-            grays = [image_pixels(settings, image) for image in chunk]
-            # each network predicts the whole chunk in one batch; the rows are written image by image
-            per_network = [predictor.predict(grays) for predictor in predictors]
-            for i, (image, gray) in enumerate(zip(chunk, grays, strict=True)):
-                _nominate(session, settings, round_, models, image, gray, [masks[i] for masks in per_network])
-                bar.advance()
+    by_id = {i.id: i for i in pool}
+    masks = _sharded_masks(session, settings, predictors, pool, progress)
+    for image_ids, per_image in masks:
+        for image_id, six in zip(image_ids, per_image, strict=True):
+            image = by_id[image_id]
+            _nominate(session, settings, round_, models, image, image_pixels(settings, image), six)
     round_.size = len(pool)
     session.flush()
     crash_point("stage3.after_tasks")
     return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool), warm)
+
+
+def _sharded_masks(session: Session, settings: Settings, predictors: list, pool: list[Image], progress: bool):
+    """The six masks of every image, shard by shard, by sharded, resumable prediction over every process
+    (``annotator.segmentation.sharded``): a killed run predicts only the shards it had not written."""
+    from annotator.segmentation import sharded
+
+    ids = [i.id for i in pool]
+    by_id = {i.id: i for i in pool}
+    key = sharded.job_key([p.model_version for p in predictors], ids, "masks", "eager")
+    folder = sharded.job_folder(settings.workspace_path, "stage3", key)
+    sharded.predict_sharded(predictors, ids, lambda i: image_pixels(settings, by_id[i]), folder,
+                            description="Stage III: six predictions per image", progress=progress)
+    sharded.discard_after_commit(session, folder)
+    return sharded.read_shards(folder, ids, "masks", len(predictors))
 
 
 def _nominate(session: Session, settings: Settings, round_: Round, models: list[Model], image: Image, gray,

@@ -1,7 +1,7 @@
 """Many processes: ``annotator --nproc N <command>`` starts ``torchrun`` (torch.distributed.run) with N
 processes on this machine, each running ``annotator <command>``; a command started by torchrun (ours or
 the user's own ``torchrun --nnodes ... -m annotator ...`` across machines) joins the process group here,
-before the command runs. Rank 0 runs the command; every other rank serves its trainings and ends with it
+before the command runs. Rank 0 runs the command; every other rank serves its trainings and predictions and ends with it
 (see ``annotator/segmentation/distributed.py``). Torch is imported only when there are several processes."""
 
 from __future__ import annotations
@@ -42,9 +42,19 @@ def launch_or_join(nproc: int, device: str) -> None:
             raise typer.Exit(subprocess.run(torchrun_command(nproc, sys.argv[1:]), check=False).returncode)
         return
     from annotator.segmentation.distributed import context, serve
-    from annotator.segmentation.train import run_job
 
     ctx = context(device)
     if not ctx.is_main:
-        serve(ctx, run_job)
+        serve(ctx, worker_job)
         raise typer.Exit(0)
+
+
+def worker_job(ctx, message):
+    """A worker rank's part in one job rank 0 broadcast: a sharded prediction or a training."""
+    if message[0] == "predict":
+        from annotator.segmentation.sharded import run_job
+
+        return run_job(ctx, message)
+    from annotator.segmentation.train import run_job
+
+    return run_job(ctx, message)

@@ -32,3 +32,10 @@ def postprocess(prob_or_mask: np.ndarray, threshold: float = 0.5, min_region_sha
     keep = np.zeros(n, dtype=bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_region_share * total
     return np.where(keep[labels], 255, 0).astype(np.uint8)
+
+
+def mean_entropy(prob: np.ndarray) -> float:
+    """Mean binary entropy (bits) of a probability map: high where the network hesitates (the uncertainty
+    a round's ``uncertainty`` strategy ranks by)."""
+    p = np.clip(prob.astype(np.float64), 1e-6, 1 - 1e-6)
+    return float(np.mean(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))))

@@ -99,7 +99,7 @@ def test_every_crash_point_loses_nothing_and_doubles_nothing(crash_campaign, cam
         stage1 = dataclasses.replace(PRESETS["tiny"], max_epochs=1, verify_fast_paths=False)
         run_stage1(session, settings, preset=stage1, variants=("unet-resnet18",), progress=False)
 
-    counts = step("round", "next", "--size", str(ROUND_SIZE), points=("push.after_import",))
+    counts = step("round", "next", "--size", str(ROUND_SIZE), points=("predict.after_shard", "push.after_import"))
     assert counts["pushed"] == ROUND_SIZE
     cli(settings, "simulate", "--queue", "ra_review")
     counts = step("round", "sync", points=("sync.after_decision",), synced=True)
@@ -112,7 +112,8 @@ def test_every_crash_point_loses_nothing_and_doubles_nothing(crash_campaign, cam
         step("round", "sync", synced=True)
     step("round", "close", "--preset", "smoke", points=("train.after_training", "close.after_publish"))
 
-    counts = step("stage3", "run", "--preset", "smoke", points=("stage3.after_training", "stage3.after_tasks"))
+    counts = step("stage3", "run", "--preset", "smoke", points=("stage3.after_training", "predict.after_shard",
+                                                                      "stage3.after_tasks"))
     assert counts["states"].get("candidates", 0) == N_POOL - ROUND_SIZE  # the rest of the pool
     cli(settings, "simulate", "--queue", "best_of_six")
     step("stage3", "sync", synced=True)

@@ -182,6 +182,8 @@ def test_stage3_predicts_in_batches_what_each_network_predicts_per_image(tmp_pat
         mark_seed_images(session)
         report = run_stage3(session, settings, _tiny(1), progress=False)
         assert report.candidates == PREDICT_BATCH + 3
+        cache = settings.workspace_path / "cache" / "predictions"
+        assert len(list(cache.glob("stage3-*/shard-*.npz"))) == 1  # 19 images: one shard, until the commit
         rows = {v: session.scalar(select(Model).where(Model.model_version == v)) for v in report.model_versions}
         assert {r.metrics["device"] for r in rows.values()} == {"cpu"}  # auto on a machine without CUDA
         assert {r.metrics["world_size"] for r in rows.values()} == {1}
@@ -200,6 +202,8 @@ def test_stage3_predicts_in_batches_what_each_network_predicts_per_image(tmp_pat
                 assert differ <= 1e-3, (task.image_id, version, differ)
                 lung_shares.append(float(np.mean(alone > 0)))
         assert len(lung_shares) == 12 and max(lung_shares) > 0.3  # real masks among them (one epoch: some empty)
+    # the prediction's shards were the cache of a run not yet committed: the commit dropped them
+    assert cache.is_dir() and not list(cache.glob("stage3-*"))
 
 
 def test_no_seed_masks_and_bad_names_are_clear_errors(workspace):
