@@ -50,9 +50,14 @@ def launch_or_join(nproc: int, device: str) -> None:
 
 
 def worker_job(ctx, message):
-    """A worker rank's part in one job rank 0 broadcast: a sharded prediction or a training."""
+    """A worker rank's part in one job rank 0 broadcast: a sharded prediction, a classifier's training or a
+    segmentation network's training."""
     if message[0] == "predict":
         from annotator.segmentation.sharded import run_job
+
+        return run_job(ctx, message)
+    if message[0] == "classify":
+        from annotator.recognition.classifier import run_job
 
         return run_job(ctx, message)
     from annotator.segmentation.train import run_job

@@ -191,6 +191,18 @@ def _to_tensor(batch: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
 
 
+@dataclass(frozen=True)
+class ClassifierJob:
+    """Everything a rank needs to train a classifier (picklable: rank 0 broadcasts it under torchrun)."""
+
+    config: ClassifierConfig
+    arrays: Sequence[np.ndarray]
+    labels: Sequence[int]
+    class_names: Sequence[str]
+    validation: tuple[Sequence[np.ndarray], Sequence[int]] | None
+    device: str
+
+
 def train_classifier(
     config: ClassifierConfig,
     arrays: Sequence[np.ndarray],
@@ -209,18 +221,47 @@ def train_classifier(
     epoch's weights are saved. Without it, ``epochs`` epochs run and the last weights are saved.
     ``progress(done_steps, total_steps)`` is called after every batch (the CLI draws the bar). ``device`` is
     the setting (auto, cpu, cuda...): on a GPU mixed precision and channels_last (``annotator.device``).
+
+    Under torchrun (``annotator --nproc N``) rank 0 broadcasts the job and every rank trains its share of
+    each batch under DistributedDataParallel (batch statistics synchronised), as the segmentation
+    trainings do (``annotator.segmentation.distributed``); rank 0 alone saves.
     """
     if len(arrays) != len(labels):
         raise TrainingError(f"{len(arrays)} images but {len(labels)} labels")
     present = sorted(set(int(v) for v in labels))
     if len(present) < 2:
         raise TrainingError(f"training needs at least 2 classes, got {[class_names[i] for i in present]}")
+    from annotator.segmentation import distributed
+
+    job = ClassifierJob(config, arrays, labels, class_names, validation, device)
+    ctx = distributed.context(device)
+    if ctx is not None:
+        ctx.broadcast(("classify", job))
+    model, history, seconds, stopper, on = _fit(job, ctx, progress)
+    version = save_checkpoint(model, config, class_names, out_path, history, on.describe())
+    return ClassifierResult(out_path, version, history, seconds, stopper.best_epoch if stopper else None,
+                            bool(stopper and stopper.exhausted))
+
+
+def run_job(ctx, message) -> None:
+    """A worker rank's side of one ``train_classifier`` call: train its share of every batch."""
+    _fit(message[1], ctx, None)
+
+
+def _fit(job: ClassifierJob, ctx, progress: Callable[[int, int], None] | None):
+    """The training loop of every rank: (model, history, seconds, early stopper, device plan)."""
+    from annotator.segmentation.distributed import wrap
+
+    config, arrays, labels = job.config, job.arrays, job.labels
+    world, rank = (ctx.world_size, ctx.rank) if ctx is not None else (1, 0)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = build_network(config.arch, len(class_names), Path(config.weights_path) if config.weights_path else None)
-    on = training_plan(resolve_device(device))  # the device plan (``plan`` below is the balancing plan)
+    model = build_network(config.arch, len(job.class_names), Path(config.weights_path) if config.weights_path else None)
+    on = training_plan(ctx.device if ctx is not None else resolve_device(job.device))  # the device plan
     apply_plan(on)
     model = model.to(on.device, memory_format=torch.channels_last if on.channels_last else torch.preserve_format)
+    net = wrap(model, ctx, sync_batchnorm=True)  # the model itself in one process
+    model = net.module if ctx is not None else net
     scaler = on.scaler()
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -230,24 +271,30 @@ def train_classifier(
     history: list[dict] = []
     start = time.perf_counter()
     step = 0
+    validation = job.validation
     stopper = _Plateau(model, optimiser, config) if validation is not None and len(validation[0]) else None
 
     def over_budget() -> bool:
-        return config.max_train_s is not None and time.perf_counter() - start > config.max_train_s
+        elapsed = time.perf_counter() - start
+        if ctx is not None:
+            elapsed = ctx.max(elapsed)  # every rank stops at the same step
+        return config.max_train_s is not None and elapsed > config.max_train_s
 
-    model.train()
+    net.train()
     for epoch in range(config.epochs):
         order = rng.permutation(len(plan))
         loss_sum, correct, seen = 0.0, 0, 0
         for b in range(steps_per_epoch):
-            chunk = [plan[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
-            if len(chunk) < 2:  # BatchNorm needs 2 samples
+            batch = [plan[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
+            if len(batch) < 2 * world:  # BatchNorm needs 2 samples (and every rank a share)
                 continue
+            share = len(batch) // world
+            chunk = batch[rank * share:(rank + 1) * share]  # the whole batch in one process
             x = to_device(_to_tensor(np.stack([augment(arrays[i], aug) for i, aug in chunk])), on)
             y = to_device(torch.tensor([int(labels[i]) for i, _ in chunk]), on)
             optimiser.zero_grad()
             with on.autocast():
-                logits = model(x)
+                logits = net(x)
             loss = loss_fn(logits.float(), y)
             backward_step(loss, optimiser, scaler)
             loss_sum += loss.item() * len(chunk)
@@ -258,10 +305,13 @@ def train_classifier(
                 progress(step, total)
             if over_budget():  # a shared CPU can make one epoch outlast the budget: end mid-epoch
                 break
-        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1), "images": seen})
+        if ctx is not None:
+            loss_sum, correct, seen = ctx.sum([loss_sum, float(correct), float(seen)])
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                        "images": int(seen)})
         if stopper is not None:
-            history[-1].update(stopper.score(epoch + 1, *validation))
-            model.train()
+            history[-1].update(stopper.score(epoch + 1, *validation, agree=ctx.broadcast if ctx else None))
+            net.train()
         log.info("%s epoch %d: %s", config.key, epoch + 1, history[-1])
         if stopper is not None and stopper.exhausted:
             break
@@ -271,9 +321,7 @@ def train_classifier(
     seconds = time.perf_counter() - start
     if stopper is not None:
         model.load_state_dict(stopper.best_state)
-    version = save_checkpoint(model, config, class_names, out_path, history, on.describe())
-    return ClassifierResult(out_path, version, history, seconds, stopper.best_epoch if stopper else None,
-                            bool(stopper and stopper.exhausted))
+    return model, history, seconds, stopper, on
 
 
 class _Plateau:
@@ -295,10 +343,15 @@ class _Plateau:
     def exhausted(self) -> bool:
         return self.since_best >= self.patience
 
-    def score(self, epoch: int, arrays: Sequence[np.ndarray], labels: Sequence[int]) -> dict:
+    def score(self, epoch: int, arrays: Sequence[np.ndarray], labels: Sequence[int],
+              agree: Callable | None = None) -> dict:
+        """The epoch's validation loss and accuracy; ``agree`` (rank 0's value on every rank, under DDP)
+        makes every process take the same schedule step."""
         proba = predict_arrays(self.model, arrays)
         truth = np.asarray(labels, dtype=np.int64)
         loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-12, None))))
+        if agree is not None:
+            loss = agree(loss)
         lr = self.optimiser.param_groups[0]["lr"]
         self.scheduler.step(loss)
         if loss < self.best_loss:
