@@ -57,7 +57,7 @@ def worker_job(ctx, message):
 
         return run_job(ctx, message)
     if message[0] == "classify":
-        from annotator.recognition.classifier import run_job
+        from annotator.recognition.training import run_job
 
         return run_job(ctx, message)
     from annotator.segmentation.train import run_job

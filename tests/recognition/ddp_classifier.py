@@ -15,8 +15,9 @@ import torch
 
 from annotator.cli.launch import worker_job
 from annotator.imaging.io import read_image
-from annotator.recognition.classifier import ClassifierConfig, train_classifier
+from annotator.recognition.classifier import ClassifierConfig
 from annotator.recognition.preprocessing import prepare
+from annotator.recognition.training import train_classifier
 from annotator.segmentation import distributed
 
 torch.set_num_threads(1)

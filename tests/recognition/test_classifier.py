@@ -13,11 +13,11 @@ from annotator.recognition.classifier import (
     build_network,
     load_local_weights,
     target_layer,
-    train_classifier,
 )
 from annotator.recognition.dataset import samples_from_manifest
 from annotator.recognition.preprocessing import prepare
 from annotator.recognition.scorecam import saliency_for, score_cam
+from annotator.recognition.training import train_classifier
 
 
 def test_registry_names_match_the_light_config():

@@ -24,12 +24,12 @@ from annotator.recognition.classifier import (
     ClassifierConfig,
     get_architecture,
     predict_arrays,
-    train_classifier,
 )
 from annotator.recognition.dataset import Sample
 from annotator.recognition.preprocessing import prepare
 from annotator.recognition.steps.context import RunContext, digest
 from annotator.recognition.steps.lung import LungNetwork
+from annotator.recognition.training import train_classifier
 
 
 @dataclass
