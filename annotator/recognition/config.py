@@ -26,6 +26,13 @@ CLASS_SCHEMES: dict[str, tuple[str, ...]] = {
     "covid-pneumonia-normal": ("covid", "non_covid_pneumonia", "normal"),
     "covid-sars-mers": ("covid", "sars", "mers"),
 }
+# The store's classes a scheme's class takes beyond its own name. The 3-class triage sorts every image: its
+# "non-COVID pneumonia" takes the store's other lung infections, the viral pneumonias SARS and MERS and
+# tuberculosis (a bacterial lung infection; COVID-QU-Ex's "Non-COVID" class groups viral and bacterial
+# infections alike), so Study II's test set is the whole verified test split.
+SCHEME_MEMBERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "covid-pneumonia-normal": {"non_covid_pneumonia": ("sars", "mers", "tuberculosis")},
+}
 INFECTION_CONFIGURATIONS = ("parallel", "cascaded")
 # The architectures the classifier registry knows (kept here as names so this module stays torch-free;
 # tests check it equals classifier.ARCHITECTURES).
@@ -41,6 +48,17 @@ def check_scheme_name(name: str) -> tuple[str, ...]:
     if name not in CLASS_SCHEMES:
         raise UnknownNameError("classification scheme", name, CLASS_SCHEMES)
     return CLASS_SCHEMES[name]
+
+
+def scheme_class(scheme: str, cls: str | None) -> str | None:
+    """The class of ``scheme`` that a store class belongs to (its own name or a member), else None."""
+    names = check_scheme_name(scheme)
+    if cls in names:
+        return cls
+    for name, members in SCHEME_MEMBERS.get(scheme, {}).items():
+        if cls in members:
+            return name
+    return None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ A ``Sample`` names files; pixels are read when needed (``load_pixels``) and kept
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from annotator.config import Settings
 from annotator.errors import TrainingError
 from annotator.imaging.io import read_image, read_mask
+from annotator.recognition.config import scheme_class
 from db.models import Image, Mask, SplitMember
 
 PROTOCOL_SPLIT = "protocol"
@@ -101,18 +103,21 @@ def samples_from_store(session: Session, settings: Settings) -> list[Sample]:
 
 
 def select_scheme(samples: Sequence[Sample], class_names: Sequence[str], scheme: str) -> tuple[list[Sample], list[int]]:
-    """The samples of a classification scheme's classes and their label indices; a class absent from the
-    store is a TrainingError that lists what the store has."""
-    counts = Counter(s.cls for s in samples)
+    """The samples of a classification scheme's classes, relabelled to them (a member class, such as SARS in
+    the 3-class scheme's non-COVID pneumonia, takes its scheme class: ``config.SCHEME_MEMBERS``), and their
+    label indices; a scheme class with no image in the store is a TrainingError that lists what it has."""
+    mapped = [(s, scheme_class(scheme, s.cls)) for s in samples]
+    counts = Counter(c for _, c in mapped if c is not None)
     missing = [c for c in class_names if counts.get(c, 0) == 0]
     if missing:
-        have = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])))
+        have = Counter(s.cls for s in samples)
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(have.items(), key=lambda kv: str(kv[0])))
         raise TrainingError(
             f"scheme {scheme!r} needs classes {list(class_names)} but the store has no {missing} "
-            f"(it has: {have}); import them or drop the scheme from `schemes`"
+            f"(it has: {listed}); import them or drop the scheme from `schemes`"
         )
     index = {c: i for i, c in enumerate(class_names)}
-    chosen = [s for s in samples if s.cls in index]
+    chosen = [s if s.cls == c else dataclasses.replace(s, cls=c) for s, c in mapped if c is not None]
     return chosen, [index[s.cls] for s in chosen]
 
 

@@ -7,7 +7,8 @@ pipeline runs on it in batches, keeping only per-image scores, so memory stays f
   prediction there scores 1, any infected pixel 0);
 - COVID-19 detection (any infected lung pixel) against the class: covid positive, every other class
   negative, images without a class left out;
-- per classification scheme, the accuracy on the images whose class the classifier knows.
+- per classification scheme, the accuracy on the images whose class the classifier knows (in the 3-class
+  scheme SARS, MERS and tuberculosis count as non-COVID pneumonia, as the pipeline trains it).
 Each figure comes with its n and its 95% radius (eq. 8). Files that cannot be read are listed, not fatal.
 """
 
@@ -23,6 +24,7 @@ from annotator.errors import AnnotatorError
 from annotator.evaluation.metrics import confidence_radius, dice
 from annotator.imaging.io import read_image, read_mask
 from annotator.ingest.layouts import ImportItem, ItemProblem
+from annotator.recognition.config import CLASS_SCHEMES, scheme_class
 from annotator.recognition.quantification import DETECTION_THRESHOLD, infected_mask, quantify
 
 log = logging.getLogger(__name__)
@@ -87,12 +89,21 @@ def _score_batch(predictor, batch: list[_Loaded], tally: _Tally) -> None:
         if b.cls is not None:
             tally.detection.append((b.cls == COVID, quantify(lung, prob, DETECTION_THRESHOLD).covid_positive))
     for scheme, clf in predictor.classifiers.items():
-        known = [(b, lung) for b, lung in zip(batch, lungs, strict=True) if b.cls in clf.class_names]
+        truth = [_scheme_label(scheme, clf.class_names, b.cls) for b in batch]
+        known = [(b, lung, t) for b, lung, t in zip(batch, lungs, truth, strict=True) if t is not None]
         if not known:
             continue
-        proba = clf.predict_proba([b.image for b, _ in known], [lung for _, lung in known])
-        right = [clf.class_names[int(np.argmax(p))] == b.cls for (b, _), p in zip(known, proba, strict=True)]
+        proba = clf.predict_proba([b.image for b, _, _ in known], [lung for _, lung, _ in known])
+        right = [clf.class_names[int(np.argmax(p))] == t for (_, _, t), p in zip(known, proba, strict=True)]
         tally.correct.setdefault(scheme, []).extend(right)
+
+
+def _scheme_label(scheme: str, class_names: list[str], cls: str | None) -> str | None:
+    """The classifier's class an image's own class counts as (SARS as non-COVID pneumonia in the 3-class
+    scheme, as the pipeline trained it), or None when the classifier cannot know it."""
+    if scheme in CLASS_SCHEMES:
+        return scheme_class(scheme, cls)
+    return cls if cls in class_names else None
 
 
 def _summary(tally: _Tally, images: int) -> dict:

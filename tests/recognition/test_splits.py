@@ -75,3 +75,23 @@ def test_without_a_protocol_split_a_stated_patient_grouped_cut(protocol_workspac
     assert len(fit) + len(val) == len(train) and val
     assert not {s.group for s in fit} & {s.group for s in val}  # no patient on both sides
     assert not {s.group for s in train} & {s.group for s in samples if ctx.is_test(s)}
+
+
+def test_the_three_class_scheme_sorts_every_finding_and_study1_keeps_its_own():
+    from pathlib import Path
+
+    from annotator.errors import TrainingError
+    from annotator.recognition.config import CLASS_SCHEMES
+    from annotator.recognition.dataset import Sample, select_scheme
+
+    found = ["covid", "sars", "mers", "tuberculosis", "non_covid_pneumonia", "normal", None]
+    samples = [Sample(key=str(i), image_path=Path(f"{i}.png"), cls=c, group=str(i)) for i, c in enumerate(found)]
+    items, labels = select_scheme(samples, CLASS_SCHEMES["covid-pneumonia-normal"], "covid-pneumonia-normal")
+    assert [s.key for s in items] == ["0", "1", "2", "3", "4", "5"]  # every image with a finding
+    assert [s.cls for s in items] == ["covid"] + ["non_covid_pneumonia"] * 4 + ["normal"]
+    assert labels == [0, 1, 1, 1, 1, 2]
+    assert samples[1].cls == "sars"  # the store's own label is left as it is
+    items, labels = select_scheme(samples, CLASS_SCHEMES["covid-sars-mers"], "covid-sars-mers")
+    assert [s.cls for s in items] == ["covid", "sars", "mers"] and labels == [0, 1, 2]
+    with pytest.raises(TrainingError, match=r"needs classes .* no \['mers'\]"):
+        select_scheme(samples[:2], CLASS_SCHEMES["covid-sars-mers"], "covid-sars-mers")

@@ -7,17 +7,18 @@ from annotator.evaluation import plots
 from annotator.evaluation.metrics import classification_report, confusion_matrix
 from annotator.evaluation.roc import one_vs_rest
 from annotator.evaluation.tables import Table, classification_columns, classification_rows
-from annotator.recognition.config import CLASS_SCHEMES
+from annotator.recognition.config import CLASS_SCHEMES, scheme_class
 from annotator.recognition.quantification import quantify
 from annotator.recognition.steps.context import RunContext
 from annotator.recognition.steps.infection import InfectionNetworks
 
 DETECTION_CLASSES = ("COVID-19", "non-COVID")
+SCHEME = "covid-pneumonia-normal"  # the images detection is scored on: every image this scheme sorts
 
 
 def evaluate_detection(ctx: RunContext, infection: InfectionNetworks) -> None:
-    classes = CLASS_SCHEMES["covid-pneumonia-normal"]
-    test = [s for s in ctx.samples if ctx.is_test(s) and s.cls in classes]
+    classes = CLASS_SCHEMES[SCHEME]
+    test = [s for s in ctx.samples if ctx.is_test(s) and scheme_class(SCHEME, s.cls) is not None]
     report = ctx.report
     table = Table("COVID-19 detection per infection network on the test split: an infected lung pixel (Table 8)",
                   classification_columns(["network", "configuration"], auc=True))
@@ -40,6 +41,7 @@ def evaluate_detection(ctx: RunContext, infection: InfectionNetworks) -> None:
         report.plot(plots.plot_roc(curves, report.report_path / f"roc_detection_{tag}.png", f"detection {name} ({conf})"))
         report.results.setdefault("detection", {})[f"{name} {conf}"] = {
             "confusion": cm.tolist(), "report": scores, "auc": curves["COVID-19"]["auc"]}
-    table.note = (f"n = {len(test)} test images of the classes {list(classes)}; positive = at least one lung pixel "
+    table.note = (f"n = {len(test)} test images of the classes {list(classes)} (SARS, MERS and tuberculosis count as "
+                  "non-COVID pneumonia); positive = at least one lung pixel "
                   "with infection p > 0.5; AUC from the infected share of the lungs as the score.")
     report.table("detection", table)

@@ -55,7 +55,8 @@ def run_study2(ctx: RunContext, inputs: step.Inputs, out: step.Classifiers) -> N
     for ev in evaluations[best_arch]:
         ev.tables.append("table_09")
         classification_rows(table9, ev.report, names, [best_arch, ev.config.input_mode], ev.aucs)
-    note = (f"n = the test split's images per class (intervals, eq. 8, over all {len(test)}); classes under "
+    note = (f"n = the test split's images per class (intervals, eq. 8, over all {len(test)}; SARS, MERS and "
+            "tuberculosis count as non-COVID pneumonia, so every test image is sorted); classes under "
             f"{MIN_TEST_IMAGES} read 'too few to measure'. Preprocessing {config.preprocessing}. Segmented = the "
             "deployed lung network's masks (trained on the training split only).")
     table10.note = note
