@@ -238,6 +238,7 @@ def main() -> None:
     parser.add_argument("--with-30k", action="store_true", help="add a pool of 30,000 images")
     parser.add_argument("--round-size", type=int, default=500)
     parser.add_argument("--no-labelstudio", action="store_true", help="no Label Studio push, annotation and sync")
+    parser.add_argument("--no-stage3", action="store_true", help="no Stage III ms/image (the same on any database)")
     parser.add_argument("--db-url", default=None, help="another database, empty (PostgreSQL): give one --sizes value per run")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pool", type=Path, help=argparse.SUPPRESS)
@@ -290,7 +291,7 @@ def main() -> None:
               f"every SELECT on the round, sync and status paths uses an index ({dialect})")
         for sql, plan in sorted(scans):
             print(f"  {plan}: {sql[:140]}")
-        for size_px in (128, 256):
+        for size_px in () if args.no_stage3 else (128, 256):
             ms = stage3_ms_per_image(sample, size_px)
             total = sum(ms.values())
             hours = STAGE3_IMAGES * total / 3.6e6
