@@ -155,7 +155,7 @@ def one_size(pool: Path, size: int, round_size: int, db_url: str | None, labelst
     from db.models import Mask, Task
     from sqlalchemy import select
     from workflows.sampling import Candidate, choose
-    from workflows.stage2 import candidates, start_round
+    from workflows.stage2 import candidate_rows, start_round
 
     configure_threads(0)
     work = Path(tempfile.mkdtemp(prefix=f"scale-{size}-"))
@@ -178,7 +178,7 @@ def one_size(pool: Path, size: int, round_size: int, db_url: str | None, labelst
         statements: list = []
         with session_scope(settings.database_url) as session, captured_statements() as seen:
             t0 = time.perf_counter()
-            pool_rows = candidates(session)
+            pool_rows = candidate_rows(session)
             cands = [Candidate(i.id, i.cls, i.dataset, i.resolution_bin, i.contrast, i.snr) for i in pool_rows]
             choose("stratified", cands, round_size, 0)
             out["select_s"] = time.perf_counter() - t0

@@ -34,8 +34,9 @@ def _working_network(settings, session):
     return Predictor.from_checkpoint(path, backend="eager", device=settings.device)
 
 
+@pytest.mark.parametrize("strategy", ["stratified", "uncertainty"])
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_round_next_and_status_read_through_indexes(database, request, sample_data, tmp_path):
+def test_round_next_and_status_read_through_indexes(database, strategy, request, sample_data, tmp_path):
     from annotator.config import load_settings
     from annotator.ingest.importer import import_collection
     from annotator.status import collect_status
@@ -53,11 +54,22 @@ def test_round_next_and_status_read_through_indexes(database, request, sample_da
         assert import_collection(session, workspace, folder, "folder").images_added == 16
         predictor = _working_network(workspace, session)
     with session_scope(workspace.database_url) as session, captured_statements() as statements:
-        report = start_round(session, workspace, predictor, size=6, target=100, progress=False)
+        report = start_round(session, workspace, predictor, size=6, target=100, strategy=strategy, progress=False)
         status = collect_status(session)
         scans = full_scans(session.connection(), statements)
         assert session.scalar(select(func.count(Task.id)).where(Task.round_id == report.round_id)) == 6
     assert status["images"] == 16 and status["by_state"]["predicted"] == 6
+    if strategy == "uncertainty":  # all 16 scored (5 x 6 > 16): the six the network is least sure of
+        from annotator.segmentation.postprocess import mean_entropy
+        from annotator.store import image_pixels
+        from db.models import Image
+
+        with session_scope(workspace.database_url) as session:
+            images = list(session.scalars(select(Image).order_by(Image.id)))
+            scores = {i.id: mean_entropy(p) for i, p in
+                      zip(images, predictor.predict_proba([image_pixels(workspace, i) for i in images]), strict=True)}
+            taken = set(session.scalars(select(Task.image_id).where(Task.round_id == report.round_id)))
+        assert taken == set(sorted(scores, key=lambda i: (-scores[i], i))[:6])
     selects = {s.sql for s in statements if s.sql.lstrip().upper().startswith("SELECT")}
     assert len(selects) >= 10  # the check saw the paths' reads
     assert scans == [], "\n".join(f"{plan}: {sql}" for sql, plan in scans)
