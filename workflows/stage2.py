@@ -151,17 +151,11 @@ def _predicted(session: Session, settings: Settings, predictors: list, images: l
     prediction (``annotator.segmentation.sharded``); the shards are dropped when the session commits."""
     from annotator.segmentation import sharded
 
-    ids = [i.id for i in images]
     by_id = {i.id: i for i in images}
-    key = sharded.job_key([p.model_version for p in predictors], ids, output, predictors[0].backend)
-    folder = sharded.job_folder(settings.workspace_path, output, key)
-    sharded.predict_sharded(predictors, ids, lambda i: image_pixels(settings, by_id[i]), folder, output=output,
-                            description=description, progress=progress)
-    out: dict[int, object] = {}
-    for shard_ids, results in sharded.read_shards(folder, ids, output, len(predictors)):
-        out.update(zip(shard_ids, results, strict=True))
-    sharded.discard_after_commit(session, folder)
-    return out
+    shards = sharded.predict_job(session, settings.workspace_path, output, predictors, list(by_id),
+                                 lambda i: image_pixels(settings, by_id[i]), output=output, description=description,
+                                 progress=progress)
+    return {i: result for ids, results in shards for i, result in zip(ids, results, strict=True)}
 
 
 def _prelabel(session: Session, settings: Settings, model, round_: Round, image: Image, mask: np.ndarray,

@@ -63,6 +63,7 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
                require_reference: bool = False) -> Stage3Report:
     """Train the six networks (resumable), predict every image of the pool with each, create the
     best-of-six tasks. A second run after success does nothing new."""
+    from annotator.segmentation import sharded
     from annotator.segmentation.predict import Predictor
 
     existing = stage3_round(session)
@@ -96,9 +97,13 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
     pool = [i for i in candidates(session, require_reference) if i.state == "pool"]
     if limit is not None:
         pool = pool[:limit]
+    # six masks per image by sharded, resumable prediction over every process: a killed run predicts only
+    # the shards it had not written
     by_id = {i.id: i for i in pool}
-    masks = _sharded_masks(session, settings, predictors, pool, progress)
-    for image_ids, per_image in masks:
+    shards = sharded.predict_job(session, settings.workspace_path, "stage3", predictors, list(by_id),
+                                 lambda i: image_pixels(settings, by_id[i]),
+                                 description="Stage III: six predictions per image", progress=progress)
+    for image_ids, per_image in shards:
         for image_id, six in zip(image_ids, per_image, strict=True):
             image = by_id[image_id]
             _nominate(session, settings, round_, models, image, image_pixels(settings, image), six)
@@ -106,21 +111,6 @@ def run_stage3(session: Session, settings: Settings, preset: str | TrainConfig, 
     session.flush()
     crash_point("stage3.after_tasks")
     return Stage3Report(round_.id, list(networks), [m.model_version for m in models], len(pool), warm)
-
-
-def _sharded_masks(session: Session, settings: Settings, predictors: list, pool: list[Image], progress: bool):
-    """The six masks of every image, shard by shard, by sharded, resumable prediction over every process
-    (``annotator.segmentation.sharded``): a killed run predicts only the shards it had not written."""
-    from annotator.segmentation import sharded
-
-    ids = [i.id for i in pool]
-    by_id = {i.id: i for i in pool}
-    key = sharded.job_key([p.model_version for p in predictors], ids, "masks", "eager")
-    folder = sharded.job_folder(settings.workspace_path, "stage3", key)
-    sharded.predict_sharded(predictors, ids, lambda i: image_pixels(settings, by_id[i]), folder,
-                            description="Stage III: six predictions per image", progress=progress)
-    sharded.discard_after_commit(session, folder)
-    return sharded.read_shards(folder, ids, "masks", len(predictors))
 
 
 def _nominate(session: Session, settings: Settings, round_: Round, models: list[Model], image: Image, gray,

@@ -116,10 +116,12 @@ def _fit(job: ClassifierJob, ctx, progress: Callable[[int, int], None] | None):
     stopper = _Plateau(model, optimiser, config) if validation is not None and len(validation[0]) else None
 
     def over_budget() -> bool:
+        if config.max_train_s is None:  # no budget: no clock to agree on
+            return False
         elapsed = time.perf_counter() - start
         if ctx is not None:
             elapsed = ctx.max(elapsed)  # every rank stops at the same step
-        return config.max_train_s is not None and elapsed > config.max_train_s
+        return elapsed > config.max_train_s
 
     net.train()
     for epoch in range(config.epochs):

@@ -153,7 +153,7 @@ def predict_sharded(predictors: Sequence, image_ids: Sequence[int], load: Callab
     folder.mkdir(parents=True, exist_ok=True)
     shards = [list(image_ids[s:s + SHARD_IMAGES]) for s in range(0, len(image_ids), SHARD_IMAGES)]
     missing = [k for k, ids in enumerate(shards) if not _shard_done(_shard_path(folder, k), ids)]
-    done_before = sum(len(shards[k]) for k in range(len(shards)) if k not in set(missing))
+    done_before = len(image_ids) - sum(len(shards[k]) for k in missing)
     if done_before:
         log.info("%s: %d of %d images were predicted by an earlier run", description, done_before, len(image_ids))
     if not missing:
@@ -187,6 +187,19 @@ def predict_sharded(predictors: Sequence, image_ids: Sequence[int], load: Callab
     if ctx is not None:
         _scatter(ctx, [END] * world)
     return predicted
+
+
+def predict_job(session, workspace: Path, label: str, predictors: Sequence, image_ids: Sequence[int],
+                load: Callable[[int], np.ndarray], *, output: str = "masks", description: str = "predicting",
+                progress: bool = True) -> Iterator[tuple[list[int], list]]:
+    """A job as the protocol runs it: its folder in the workspace's cache named by ``job_key``, every missing
+    shard predicted, the folder dropped once ``session`` commits; returns the shards' results (``read_shards``,
+    read as they are iterated)."""
+    backend = predictors[0].backend if predictors else ""
+    folder = job_folder(workspace, label, job_key([p.model_version for p in predictors], image_ids, output, backend))
+    predict_sharded(predictors, image_ids, load, folder, output=output, description=description, progress=progress)
+    discard_after_commit(session, folder)
+    return read_shards(folder, image_ids, output, len(predictors))
 
 
 def read_shards(folder: Path, image_ids: Sequence[int], output: str, networks: int) -> Iterator[tuple[list[int], list]]:
